@@ -1,0 +1,54 @@
+"""The objective (paper section 3.1): G* = arg min_G max_D L_cGAN(G, D) + lambda * L_L1(G).
+
+A ``Objective`` says which terms are on, so the paper's loss ablation (Table 1: L1, GAN, cGAN, L1+GAN,
+L1+cGAN) is five small configs rather than five code paths.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+GAN_MODES = ("vanilla", "lsgan")
+
+
+@dataclass
+class Objective:
+    l1_weight: float = 100.0  # lambda in the paper (section 4: lambda = 100)
+    gan_weight: float = 1.0  # 0 turns the adversarial term off (the "L1" row): no discriminator is built
+    conditional: bool = True  # cGAN: D sees (input, output); False: the unconditional "GAN" variant
+    gan_mode: str = "vanilla"  # vanilla: BCE with logits, non-saturating G loss; lsgan: least squares
+
+    def __post_init__(self) -> None:
+        if self.gan_mode not in GAN_MODES:
+            raise ValueError(f"loss.gan_mode must be one of {GAN_MODES}, got {self.gan_mode!r}")
+        if self.l1_weight < 0 or self.gan_weight < 0:
+            raise ValueError("loss.l1_weight and loss.gan_weight must be >= 0")
+        if self.l1_weight == 0 and self.gan_weight == 0:
+            raise ValueError("loss: l1_weight and gan_weight are both 0, so nothing would be trained")
+
+    @property
+    def uses_gan(self) -> bool:
+        return self.gan_weight > 0
+
+
+def gan_loss(logits: torch.Tensor, real: bool, mode: str = "vanilla") -> torch.Tensor:
+    """Loss for D's patch logits against an all-real or all-fake target.
+
+    For G, calling this with ``real=True`` on D(x, G(x)) is the non-saturating loss of the paper:
+    G maximises log D(x, G(x)) instead of minimising log(1 - D(x, G(x))).
+    """
+    logits = logits.float()  # the loss in fp32 even under autocast
+    target = torch.ones_like(logits) if real else torch.zeros_like(logits)
+    if mode == "vanilla":
+        return F.binary_cross_entropy_with_logits(logits, target)
+    if mode == "lsgan":
+        return F.mse_loss(logits, target)
+    raise ValueError(f"gan_mode must be one of {GAN_MODES}, got {mode!r}")
+
+
+def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, mode: str) -> torch.Tensor:
+    """D's objective, halved to slow D relative to G (paper section 3.3)."""
+    return 0.5 * (gan_loss(real_logits, True, mode) + gan_loss(fake_logits, False, mode))

@@ -1,0 +1,191 @@
+"""The pix2pix LightningModule: the paper's training algorithm (section 3.3) with manual optimisation.
+
+Per batch: G computes the fake once; D takes one gradient step on (real, fake.detach()) with its objective
+halved; then G takes one step on the non-saturating adversarial loss plus lambda * L1. Adam(2e-4,
+(0.5, 0.999)) for both; the learning rate is constant for ``n_epochs`` and decays linearly over
+``n_epochs_decay`` (the reference schedule, stepped per epoch).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torchmetrics import MeanMetric
+from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
+
+from p2p.inference import INFERENCE_MODES, inference_mode
+from p2p.losses import Objective, discriminator_loss, gan_loss
+from p2p.registry import create_model
+
+
+class Pix2Pix(L.LightningModule):
+    """pix2pix. Hyperparameters are plain dicts so a checkpoint rebuilds the model with no config at hand
+    (``Pix2Pix.load_from_checkpoint(path)``)."""
+
+    def __init__(
+        self,
+        generator: dict[str, Any] | None = None,  # {"name": "unet_256", **constructor overrides}
+        discriminator: dict[str, Any]
+        | None = None,  # {"name": "patchgan_70", ...}; unused without a GAN term
+        loss: dict[str, Any] | None = None,  # fields of p2p.losses.Objective
+        optim: dict[str, Any] | None = None,  # lr, betas, n_epochs, n_epochs_decay
+        in_channels: int = 3,
+        out_channels: int = 3,
+        val_inference: str = "eval",  # how validation runs G: eval (deterministic) or paper (section 6.2)
+        num_grid_images: int = 8,  # validation images shown in the input | output | target grid
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        # null-valued overrides are dropped, so a config can unset a key it inherited
+        generator = {k: v for k, v in (generator or {"name": "unet_256"}).items() if v is not None}
+        discriminator = {k: v for k, v in (discriminator or {"name": "patchgan_70"}).items() if v is not None}
+        self.optim = {
+            "lr": 2e-4,
+            "betas": (0.5, 0.999),
+            "n_epochs": 100,
+            "n_epochs_decay": 100,
+            **(optim or {}),
+        }
+        self.objective = Objective(**(loss or {}))
+        if val_inference not in INFERENCE_MODES:
+            raise ValueError(f"val_inference must be one of {INFERENCE_MODES}, got {val_inference!r}")
+        self.val_inference = val_inference
+        self.num_grid_images = num_grid_images
+
+        self.G = create_model(
+            generator.pop("name"), in_channels=in_channels, out_channels=out_channels, **generator
+        )
+        self.D: torch.nn.Module | None = None
+        if self.objective.uses_gan:
+            # cGAN: D sees the input and the output stacked on channels; GAN: the output alone
+            d_in = in_channels + out_channels if self.objective.conditional else out_channels
+            self.D = create_model(discriminator.pop("name"), in_channels=d_in, **discriminator)
+        self.automatic_optimization = False  # two optimisers, stepped by hand as in the paper
+
+        self.val_l1 = MeanMetric()
+        self.val_psnr = PeakSignalNoiseRatio(data_range=1.0, reduction="elementwise_mean", dim=(1, 2, 3))
+        self.val_ssim = StructuralSimilarityIndexMeasure(data_range=1.0)
+        self._grid: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.G(x)
+
+    def _d(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        assert self.D is not None
+        return self.D(torch.cat([x, y], 1) if self.objective.conditional else y)
+
+    # --- the algorithm ----------------------------------------------------------------------------------
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        x, y = batch["input"], batch["target"]
+        opt_g, opt_d = self._optimizers()
+        obj = self.objective
+        fake = self.G(x)
+
+        # (1) D step: maximise log D(x, y) + log(1 - D(x, G(x))); G is not updated (fake is detached)
+        if self.D is not None and opt_d is not None:
+            with self.toggled_optimizer(opt_d):
+                loss_d = discriminator_loss(self._d(x, y), self._d(x, fake.detach()), obj.gan_mode)
+                opt_d.zero_grad(set_to_none=True)
+                self.manual_backward(loss_d)
+                opt_d.step()
+            self.log("train/loss_d", loss_d.detach(), prog_bar=True)
+
+        # (2) G step: non-saturating GAN loss (maximise log D(x, G(x))) + lambda * L1; D is frozen
+        with self.toggled_optimizer(opt_g):
+            loss_l1 = F.l1_loss(fake.float(), y.float())
+            loss_g = obj.l1_weight * loss_l1
+            if self.D is not None:
+                loss_gan = gan_loss(self._d(x, fake), True, obj.gan_mode)
+                loss_g = loss_g + obj.gan_weight * loss_gan
+                self.log("train/loss_g_gan", loss_gan.detach())
+            opt_g.zero_grad(set_to_none=True)
+            self.manual_backward(loss_g)
+            opt_g.step()
+        self.log("train/loss_g_l1", loss_l1.detach())
+        self.log("train/loss_g", loss_g.detach(), prog_bar=True)
+
+    def on_train_epoch_end(self) -> None:
+        # manual optimisation: schedulers are ours to step, once per epoch like the reference
+        scheds = self.lr_schedulers()
+        for s in scheds if isinstance(scheds, list) else [scheds]:
+            if s is not None:
+                s.step()
+        self.log("train/lr", self._optimizers()[0].param_groups[0]["lr"])
+
+    def _optimizers(self) -> tuple[Any, Any]:
+        opts = self.optimizers()
+        return (opts[0], opts[1]) if isinstance(opts, list) else (opts, None)
+
+    def configure_optimizers(self) -> Any:
+        o = self.optim
+        n_epochs, n_decay = int(o["n_epochs"]), int(o["n_epochs_decay"])
+        fused = self.device.type == "cuda" if o.get("fused") is None else bool(o["fused"])
+
+        def linear(epoch: int) -> float:  # the reference's "linear" policy (epoch_count = 1)
+            return 1.0 - max(0, epoch + 1 - n_epochs) / float(n_decay + 1)
+
+        nets = [self.G] + ([self.D] if self.D is not None else [])
+        opts = [
+            torch.optim.Adam(n.parameters(), lr=float(o["lr"]), betas=tuple(o["betas"]), fused=fused)  # type: ignore[arg-type]
+            for n in nets
+        ]
+        scheds = [torch.optim.lr_scheduler.LambdaLR(opt, linear) for opt in opts]
+        return opts, scheds
+
+    # --- validation -------------------------------------------------------------------------------------
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        x, y = batch["input"], batch["target"]
+        with inference_mode(self.G, self.val_inference):
+            fake = self.G(x).float()
+        y = y.float()
+        self.val_l1.update(F.l1_loss(fake, y, reduction="none").mean(dim=(1, 2, 3)))
+        fake01, y01 = (fake.clamp(-1, 1) + 1) / 2, (y + 1) / 2
+        self.val_psnr.update(fake01, y01)
+        self.val_ssim.update(fake01, y01)
+        self.log("val/l1", self.val_l1, prog_bar=True)
+        self.log("val/psnr", self.val_psnr, prog_bar=True)
+        self.log("val/ssim", self.val_ssim)
+        have = sum(g.shape[0] for g in self._grid)
+        if have < self.num_grid_images:
+            k = self.num_grid_images - have
+            self._grid.append(grid_rows(x[:k], fake[:k], y[:k]).cpu())
+
+    def on_validation_epoch_end(self) -> None:
+        rows, self._grid = self._grid, []
+        if not rows or self.trainer.sanity_checking or not self.trainer.is_global_zero:
+            return
+        from torchvision.utils import save_image
+
+        path = Path(self.trainer.default_root_dir) / "images" / f"val_epoch{self.current_epoch:03d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        grid = torch.cat(rows)  # (N, 3, 3 * ... ) each row: input | output | target
+        save_image(grid, path, nrow=1, padding=2)
+        log_image(self.logger, "val/grid", path, self.global_step)
+
+
+def grid_rows(x: torch.Tensor, fake: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """One image per example: input | output | target side by side, in [0, 1], RGB."""
+
+    def rgb(t: torch.Tensor) -> torch.Tensor:
+        t = (t.float().clamp(-1, 1) + 1) / 2
+        return t.expand(-1, 3, -1, -1) if t.shape[1] == 1 else t[:, :3]
+
+    return torch.cat([rgb(x), rgb(fake), rgb(y)], dim=3)
+
+
+def log_image(logger: Any, key: str, path: Path, step: int) -> None:
+    """Send a saved PNG to whichever logger is active (the CSV logger keeps only the file)."""
+    from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
+
+    if isinstance(logger, WandbLogger):
+        logger.log_image(key=key, images=[str(path)], step=step)
+    elif isinstance(logger, TensorBoardLogger):
+        import numpy as np
+        from PIL import Image
+
+        img = np.asarray(Image.open(path).convert("RGB"))
+        logger.experiment.add_image(key, img, step, dataformats="HWC")

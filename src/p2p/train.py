@@ -1,0 +1,76 @@
+"""``p2p-train``: a thin ``@hydra.main`` over ``train(cfg)``, which tests and notebooks call directly.
+
+p2p-train model=unet_patch70 data=facades data.root=/path/to/facades
+p2p-train -m loss=l1,gan,cgan,l1_gan,l1_cgan          # the paper's loss ablation, one run each
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import hydra
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from p2p.config import config_dir
+
+log = logging.getLogger(__name__)
+
+
+def _instantiate_dict(cfg: DictConfig | None) -> list[Any]:
+    """Loggers and callbacks are dicts of ``_target_`` configs (lightning-hydra-template style)."""
+    if not cfg:
+        return []
+    return [instantiate(c) for c in cfg.values() if c is not None and "_target_" in c]
+
+
+def build_trainer(cfg: DictConfig, **extra: Any) -> L.Trainer:
+    trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
+    assert isinstance(trainer_cfg, dict)
+    if trainer_cfg.get("strategy") == "ddp":
+        # manual GAN steps leave G's parameters out of D's backward: DDP must look for unused parameters
+        trainer_cfg["strategy"] = "ddp_find_unused_parameters_true"
+    return instantiate(
+        trainer_cfg,
+        logger=_instantiate_dict(cfg.get("logger")) or False,
+        callbacks=_instantiate_dict(cfg.get("callbacks")),
+        **extra,
+    )
+
+
+def build_model(cfg: DictConfig) -> L.LightningModule:
+    return instantiate(cfg.model, loss=OmegaConf.to_container(cfg.loss, resolve=True), _convert_="all")
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Train pix2pix as ``cfg`` says; returns the final metrics and where the checkpoints are."""
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True)
+    datamodule = instantiate(cfg.data)
+    model = build_model(cfg)
+    trainer = build_trainer(cfg)
+    log.info("run folder: %s", trainer.default_root_dir)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    ckpt = trainer.checkpoint_callback
+    result = {
+        "metrics": metrics,
+        "run_dir": trainer.default_root_dir,
+        "best_ckpt": getattr(ckpt, "best_model_path", None),
+        "last_ckpt": getattr(ckpt, "last_model_path", None),
+    }
+    if trainer.is_global_zero:
+        log.info("metrics: %s", metrics)
+        log.info("checkpoints: best %s, last %s", result["best_ckpt"], result["last_ckpt"])
+    return result
+
+
+@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
+def main(cfg: DictConfig) -> None:
+    train(cfg)
+
+
+if __name__ == "__main__":
+    main()
