@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from p2p import models as models  # noqa: F401  (registers the zoo)
+from p2p import models as models
+from p2p.hub import load_generator
 from p2p.registry import create_model, list_models, register_model
+from p2p.translate import Translator
 
 __version__ = "0.1.0"
-__all__ = ["create_model", "list_models", "register_model", "__version__"]
+__all__ = ["Translator", "__version__", "create_model", "list_models", "load_generator", "register_model"]

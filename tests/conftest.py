@@ -1,0 +1,45 @@
+"""Shared fixtures: the real facades data, and Hydra configs composed the way ``p2p-train`` composes them."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, open_dict
+
+from p2p.config import config_dir
+
+REPO = Path(__file__).resolve().parents[1]
+FACADES = Path(os.environ.get("P2P_FACADES", REPO.parent / "shared" / "datasets" / "facades"))
+REFERENCE = Path(os.environ.get("P2P_REFERENCE", REPO.parent / "shared" / "reference"))
+
+
+@pytest.fixture(scope="session")
+def facades_root() -> Path:
+    if not (FACADES / "train").is_dir():
+        pytest.skip(f"facades data not found at {FACADES} (set P2P_FACADES)")
+    return FACADES
+
+
+@pytest.fixture(scope="session")
+def reference_dir() -> Path:
+    if not (REFERENCE / "reference_unet64_ngf8_patch70_ndf8.safetensors").is_file():
+        pytest.skip(f"reference parity data not found at {REFERENCE}")
+    return REFERENCE
+
+
+def compose_train(overrides: list[str], output_dir: Path, config_name: str = "train") -> DictConfig:
+    """Compose p2p-train's config as the CLI would, with the run folder pointed at ``output_dir``."""
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose(config_name=config_name, overrides=[*overrides, f"paths.output_dir={output_dir}"])
+    with open_dict(cfg):
+        cfg.callbacks.rich_progress_bar = None  # keep test logs plain
+    return cfg
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
