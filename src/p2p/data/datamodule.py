@@ -1,0 +1,233 @@
+"""LightningDataModules: `PairedDataModule` (a folder or a downloadable pix2pix dataset) and
+`SyntheticDataModule` (generated pairs, no download). Both yield batches with values in [-1, 1]:
+{"input": [B, in_channels, H, W], "target": [B, out_channels, H, W], "path": list[str]}.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from p2p.data.dataset import DIRECTIONS, Pair, PairedImageDataset, split_folders
+from p2p.data.download import ensure_dataset, get_info
+from p2p.data.synthetic import SyntheticPairs
+from p2p.data.transforms import PairTransform
+
+log = logging.getLogger(__name__)
+
+
+class _PairsDataModule(L.LightningDataModule):
+    """Transform and loader settings shared by both data modules; subclasses build the datasets in setup()."""
+
+    name = "pairs"
+
+    def __init__(
+        self,
+        direction: str,
+        in_channels: int,
+        out_channels: int,
+        load_size: int,
+        crop_size: int,
+        preprocess: str,
+        flip: bool,
+        size_divisor: int,
+        batch_size: int,
+        num_workers: int,
+        pin_memory: bool,
+        max_val_samples: int | None,
+        seed: int,
+    ) -> None:
+        super().__init__()
+        if direction not in DIRECTIONS:
+            raise ValueError(f"direction must be 'AtoB' or 'BtoA', got {direction!r}")
+        for key, c in (("in_channels", in_channels), ("out_channels", out_channels)):
+            if c not in (1, 3):
+                raise ValueError(f"{key} must be 1 or 3, got {c}")
+        if batch_size < 1 or num_workers < 0:
+            raise ValueError(f"need batch_size >= 1 and num_workers >= 0, got {batch_size} and {num_workers}")
+        if max_val_samples is not None and max_val_samples < 1:
+            raise ValueError(f"max_val_samples must be None or >= 1, got {max_val_samples}")
+        self.direction, self.in_channels, self.out_channels = direction, in_channels, out_channels
+        # Built here so that a bad preprocess/load_size/crop_size fails at construction, not in a worker.
+        self.train_transform = PairTransform(load_size, crop_size, preprocess, flip, size_divisor, train=True)
+        self.eval_transform = PairTransform(load_size, crop_size, preprocess, flip, size_divisor, train=False)
+        self.batch_size, self.num_workers, self.pin_memory = batch_size, num_workers, pin_memory
+        self.max_val_samples, self.seed = max_val_samples, seed
+        self.train_set: Dataset[Pair] | None = None
+        self.val_set: Dataset[Pair] | None = None
+        self.test_set: Dataset[Pair] | None = None
+
+    def _cap_val(self, ds: Dataset[Pair]) -> Dataset[Pair]:
+        """At most max_val_samples items, evenly spaced so a capped val set still spans the whole split."""
+        n = len(ds)  # type: ignore[arg-type]
+        if self.max_val_samples is None or self.max_val_samples >= n:
+            return ds
+        idx = torch.linspace(0, n - 1, self.max_val_samples).round().long().tolist()
+        return Subset(ds, idx)
+
+    def _loader(self, ds: Dataset[Pair] | None, stage: str, shuffle: bool = False) -> DataLoader[Pair]:
+        if ds is None:
+            self.setup(stage)
+            ds = {"fit": self.train_set, "validate": self.val_set, "test": self.test_set}[stage]
+            assert ds is not None
+        return DataLoader(
+            ds,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory and torch.cuda.is_available(),
+            persistent_workers=self.num_workers > 0,  # no re-fork every epoch (facades epochs are short)
+            # A seeded generator makes shuffling and the workers' crop/flip RNG reproducible.
+            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
+        )
+
+    def train_dataloader(self) -> DataLoader[Pair]:
+        return self._loader(self.train_set, "fit", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader[Pair]:
+        return self._loader(self.val_set, "validate")
+
+    def test_dataloader(self) -> DataLoader[Pair]:
+        return self._loader(self.test_set, "test")
+
+    def predict_dataloader(self) -> DataLoader[Pair]:
+        return self._loader(self.test_set, "test")
+
+
+class PairedDataModule(_PairsDataModule):
+    """Paired images from `root` (aligned A|B or separate A/ and B/ layout, see p2p.data.dataset), or, when
+    root is None, the registered dataset `name` downloaded into the cache (see p2p.data.download).
+
+    Training uses random crop/flip (PairTransform, train=True); validation and test use the deterministic
+    evaluation transform: no flip, center crops, and resize_and_crop resizes straight to crop_size.
+    """
+
+    def __init__(
+        self,
+        root: str | None = None,
+        name: str = "folder",
+        direction: str = "AtoB",
+        in_channels: int = 3,
+        out_channels: int = 3,
+        load_size: int = 286,
+        crop_size: int = 256,
+        preprocess: str = "resize_and_crop",
+        flip: bool = True,
+        size_divisor: int = 256,
+        batch_size: int = 1,
+        num_workers: int = 4,
+        pin_memory: bool = True,
+        val_split: str | None = None,
+        test_split: str = "test",
+        max_val_samples: int | None = None,
+        cache_dir: str | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(
+            direction, in_channels, out_channels, load_size, crop_size, preprocess, flip, size_divisor,
+            batch_size, num_workers, pin_memory, max_val_samples, seed,
+        )  # fmt: skip
+        if root is None and name == "folder":
+            raise ValueError("root is required for name='folder': pass data.root=/path/to/dataset")
+        if name != "folder":
+            info = get_info(name)  # fails early on a typo
+            if direction != info.direction:
+                log.info(
+                    "%s: the paper's direction is %s (%s); using %s",
+                    name,
+                    info.direction,
+                    info.about,
+                    direction,
+                )
+        self.root, self.name, self.cache_dir = root, name, cache_dir
+        self.val_split, self.test_split = val_split, test_split
+
+    def prepare_data(self) -> None:
+        # Lightning calls this on one process per node, before setup() on all of them: download here.
+        if self.root is None:
+            ensure_dataset(self.name, self.cache_dir)
+
+    def dataset_root(self) -> Path:
+        """The folder the data is read from (the cache for a downloaded dataset; downloads it if missing)."""
+        return (
+            Path(self.root).expanduser()
+            if self.root is not None
+            else ensure_dataset(self.name, self.cache_dir)
+        )
+
+    def resolve_val_split(self, root: Path) -> str:
+        if self.val_split is not None:
+            return self.val_split
+        if split_folders(root, "val"):
+            return "val"
+        log.info("no 'val' split in %s: validating on the %r split", root, self.test_split)
+        return self.test_split
+
+    def _dataset(self, root: Path, split: str, train: bool) -> PairedImageDataset:
+        transform = self.train_transform if train else self.eval_transform
+        return PairedImageDataset(root, split, self.direction, self.in_channels, self.out_channels, transform)
+
+    def setup(self, stage: str | None = None) -> None:
+        root = self.dataset_root()
+        if stage in (None, "fit") and self.train_set is None:
+            self.train_set = self._dataset(root, "train", train=True)
+        if stage in (None, "fit", "validate") and self.val_set is None:
+            self.val_set = self._cap_val(self._dataset(root, self.resolve_val_split(root), train=False))
+        if stage in (None, "test", "predict") and self.test_set is None:
+            self.test_set = self._dataset(root, self.test_split, train=False)
+
+
+class SyntheticDataModule(_PairsDataModule):
+    """Procedurally generated label-map -> photo pairs (p2p.data.synthetic); AtoB = labels -> photo.
+
+    Splits are disjoint by construction (each pair is seeded by (seed, split, index)) and pass through the
+    same transforms as real data.
+    """
+
+    name = "synthetic"
+
+    def __init__(
+        self,
+        num_train: int = 200,
+        num_val: int = 20,
+        num_test: int = 20,
+        image_size: int = 256,
+        num_classes: int = 8,
+        direction: str = "AtoB",
+        seed: int = 0,
+        in_channels: int = 3,
+        out_channels: int = 3,
+        load_size: int = 286,
+        crop_size: int = 256,
+        preprocess: str = "resize_and_crop",
+        flip: bool = True,
+        size_divisor: int = 256,
+        batch_size: int = 1,
+        num_workers: int = 4,
+        pin_memory: bool = True,
+        max_val_samples: int | None = None,
+    ) -> None:
+        super().__init__(
+            direction, in_channels, out_channels, load_size, crop_size, preprocess, flip, size_divisor,
+            batch_size, num_workers, pin_memory, max_val_samples, seed,
+        )  # fmt: skip
+        self.sizes = {"train": num_train, "val": num_val, "test": num_test}
+        self.image_size, self.num_classes = image_size, num_classes
+
+    def _dataset(self, split: str, train: bool) -> SyntheticPairs:
+        return SyntheticPairs(
+            self.sizes[split], split, self.seed, self.image_size, self.num_classes, self.direction,
+            self.in_channels, self.out_channels, self.train_transform if train else self.eval_transform,
+        )  # fmt: skip
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage in (None, "fit") and self.train_set is None:
+            self.train_set = self._dataset("train", train=True)
+        if stage in (None, "fit", "validate") and self.val_set is None:
+            self.val_set = self._cap_val(self._dataset("val", train=False))
+        if stage in (None, "test", "predict") and self.test_set is None:
+            self.test_set = self._dataset("test", train=False)

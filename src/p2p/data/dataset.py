@@ -1,0 +1,181 @@
+"""Paired images on disk, in either of the two pix2pix layouts (detected automatically):
+
+    aligned:   ROOT/{train,val,test}/NAME.jpg         A | B side by side in one file (A = left half)
+    separate:  ROOT/A/{split}/NAME.*, ROOT/B/{split}/NAME.*   files matched by name (extension may differ)
+
+If ROOT/{split} exists the aligned layout is used, else ROOT/A and ROOT/B. Files are listed once, sorted, at
+construction; images are decoded lazily in __getitem__ (so an odd width is reported when first loaded).
+Nothing is ever written into ROOT.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypedDict
+
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from p2p.data.transforms import PairTransform, convert_channels, to_tensor
+
+IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+DIRECTIONS = ("AtoB", "BtoA")
+
+
+class Pair(TypedDict):
+    input: torch.Tensor  # [C_in, H, W] in [-1, 1], what the generator sees
+    target: torch.Tensor  # [C_out, H, W] in [-1, 1]
+    path: str
+
+
+@dataclass(frozen=True)
+class PairFiles:
+    a: Path  # for the aligned layout, the side-by-side file
+    b: Path | None  # None for the aligned layout
+
+
+def list_images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMG_EXTENSIONS)
+
+
+def _names(paths: list[str], limit: int = 10) -> str:
+    more = f" ... (+{len(paths) - limit} more)" if len(paths) > limit else ""
+    return ", ".join(paths[:limit]) + more
+
+
+def split_folders(root: Path, split: str) -> tuple[Path, ...]:
+    """The folder(s) holding `split`: (ROOT/split,) or (ROOT/A/split, ROOT/B/split); () if absent."""
+    if (root / split).is_dir():
+        return (root / split,)
+    if (root / "A" / split).is_dir() and (root / "B" / split).is_dir():
+        return (root / "A" / split, root / "B" / split)
+    return ()
+
+
+def available_splits(root: Path) -> list[str]:
+    names = (
+        {p.name for p in root.iterdir() if p.is_dir() and p.name not in ("A", "B")}
+        if root.is_dir()
+        else set()
+    )
+    names |= {p.name for p in (root / "A").glob("*") if p.is_dir() and (root / "B" / p.name).is_dir()}
+    return sorted(names)
+
+
+def find_pairs(root: str | Path, split: str) -> list[PairFiles]:
+    """List the pairs of `split` under `root`, with clear errors for missing/empty folders and mismatches."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(f"dataset root {root} does not exist or is not a folder")
+    folders = split_folders(root, split)
+    if not folders:
+        raise FileNotFoundError(
+            f"split {split!r} not found in {root}: expected {root / split}/ (A|B side by side) or "
+            f"{root / 'A' / split}/ and {root / 'B' / split}/; "
+            f"splits present: {available_splits(root) or 'none'}"
+        )
+    for folder in folders:
+        if not list_images(folder):
+            raise FileNotFoundError(f"no images ({'/'.join(IMG_EXTENSIONS)}) in {folder}")
+    if len(folders) == 1:
+        return [PairFiles(p, None) for p in list_images(folders[0])]
+
+    by_stem: list[dict[str, Path]] = []
+    for folder in folders:
+        stems: dict[str, Path] = {}
+        for p in list_images(folder):
+            if p.stem in stems:
+                raise ValueError(
+                    f"{folder} has two images named {p.stem!r}: {stems[p.stem].name} and {p.name}"
+                )
+            stems[p.stem] = p
+        by_stem.append(stems)
+    a, b = by_stem
+    only_a, only_b = sorted(a.keys() - b.keys()), sorted(b.keys() - a.keys())
+    if only_a or only_b:
+        raise ValueError(
+            f"A and B images of split {split!r} in {root} do not match by name: "
+            f"only in {folders[0]}: [{_names([a[s].name for s in only_a])}]; "
+            f"only in {folders[1]}: [{_names([b[s].name for s in only_b])}]"
+        )
+    return [PairFiles(a[s], b[s]) for s in sorted(a)]
+
+
+def _open(path: Path) -> Image.Image:
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return img
+    except (OSError, ValueError) as e:  # UnidentifiedImageError is an OSError
+        raise RuntimeError(f"cannot read image {path}: {e}") from e
+
+
+class PairedImageDataset(Dataset[Pair]):
+    """Pairs from a pix2pix folder; returns {"input", "target", "path"} with "input" chosen by `direction`.
+
+    `transform` defaults to the training transform for split "train" and the deterministic evaluation
+    transform otherwise (see PairTransform).
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        direction: str = "AtoB",
+        in_channels: int = 3,
+        out_channels: int = 3,
+        transform: PairTransform | None = None,
+    ) -> None:
+        if direction not in DIRECTIONS:
+            raise ValueError(f"direction must be 'AtoB' or 'BtoA', got {direction!r}")
+        for key, c in (("in_channels", in_channels), ("out_channels", out_channels)):
+            if c not in (1, 3):
+                raise ValueError(f"{key} must be 1 or 3, got {c}")
+        self.root, self.split, self.direction = Path(root).expanduser(), split, direction
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.transform = transform if transform is not None else PairTransform(train=split == "train")
+        self.pairs = find_pairs(self.root, split)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def load_pair(self, index: int) -> tuple[Image.Image, Image.Image, Path]:
+        """The raw (A, B) images of one pair, and the path reported for it."""
+        files = self.pairs[index]
+        if files.b is None:
+            ab = _open(files.a)
+            w, h = ab.size
+            if w % 2:
+                raise ValueError(
+                    f"{files.a}: width {w} is odd, but an A|B side-by-side image needs an even width"
+                )
+            return ab.crop((0, 0, w // 2, h)), ab.crop((w // 2, 0, w, h)), files.a
+        a, b = _open(files.a), _open(files.b)
+        if a.size != b.size:
+            raise ValueError(f"{files.a} is {a.size[0]}x{a.size[1]} but {files.b} is {b.size[0]}x{b.size[1]}")
+        return a, b, (files.a if self.direction == "AtoB" else files.b)
+
+    def __getitem__(self, index: int) -> Pair:
+        a, b, path = self.load_pair(index)
+        return make_pair(a, b, str(path), self.direction, self.in_channels, self.out_channels, self.transform)
+
+
+def make_pair(
+    a: Image.Image,
+    b: Image.Image,
+    path: str,
+    direction: str,
+    in_channels: int,
+    out_channels: int,
+    transform: PairTransform,
+) -> Pair:
+    """Shared by every dataset: pick input/target by direction, convert channels, transform, to tensors."""
+    src, dst = (a, b) if direction == "AtoB" else (b, a)
+    src, dst = convert_channels(src, in_channels), convert_channels(dst, out_channels)
+    try:
+        src, dst = transform(src, dst)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from e
+    return {"input": to_tensor(src), "target": to_tensor(dst), "path": path}
