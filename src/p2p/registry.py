@@ -34,9 +34,14 @@ def register_model(fn: B | None = None, *, name: str | None = None, kind: str = 
     return wrap(fn) if fn is not None else wrap
 
 
-def list_models(pattern: str = "*", kind: str | None = None) -> list[str]:
+def list_models(pattern: str = "*", kind: str | None = None, pretrained: bool = False) -> list[str]:
     """Registered model names matching a shell-style ``pattern``, optionally only one ``kind``
-    (``"generator"`` or ``"discriminator"``)."""
+    (``"generator"`` or ``"discriminator"``). ``pretrained=True``: the pretrained zoo's tags instead
+    (``p2p.load_generator(tag)`` loads one; ``p2p.zoo.pretrained_info(tag)`` has its metadata)."""
+    if pretrained:
+        from p2p.zoo import list_pretrained
+
+        return list_pretrained(pattern, kind)
     return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern) and (kind is None or _KIND[n] == kind))
 
 

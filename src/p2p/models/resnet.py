@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from p2p.hub import GeneratorHubMixin
 from p2p.models.norm import conv_bias, init_weights, norm_layer
 
 
@@ -30,7 +31,7 @@ class ResnetBlock(nn.Module):
         return x + self.conv_block(x)
 
 
-class ResnetGenerator(nn.Module):
+class ResnetGenerator(nn.Module, GeneratorHubMixin):  # save_pretrained/push_to_hub
     """c7s1-ngf, two stride-2 downsamplings, ``n_blocks`` residual blocks, two upsamplings, c7s1-out, Tanh.
     Inputs need sides divisible by 4."""
 

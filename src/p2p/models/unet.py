@@ -20,6 +20,7 @@ from collections import OrderedDict
 import torch
 import torch.nn as nn
 
+from p2p.hub import GeneratorHubMixin
 from p2p.models.norm import conv_bias, init_weights, norm_layer
 
 
@@ -49,7 +50,7 @@ def _up(cin: int, cout: int, norm: str | None, dropout: float) -> nn.Sequential:
     return nn.Sequential(layers)
 
 
-class UNetGenerator(nn.Module):
+class UNetGenerator(nn.Module, GeneratorHubMixin):  # save_pretrained/push_to_hub
     """U-Net with ``num_downs`` stride-2 levels: an input of side 2**num_downs reaches a 1x1 bottleneck.
 
     Any input whose sides are multiples of 2**num_downs works (the network is fully convolutional).

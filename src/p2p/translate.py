@@ -1,0 +1,402 @@
+"""Translate images of any size with a trained generator: ``p2p.Translator`` and ``p2p-translate``.
+
+p2p-translate --checkpoint run/checkpoints/last.ckpt --input labels/ --output out/
+p2p-translate --checkpoint facades_label2photo --input 'maps/**/*.png' --output out/ --tile 512 --overlap 64
+
+The generator is fully convolutional but its sides must be multiples of what its downsamplings need
+(2**num_downs for a U-Net: 256 for unet_256; 4 for the ResNet). Each image is padded by reflection to the
+next multiple, translated, and cropped back, so outputs have the input's size and aspect. Images too large
+to translate at once are cut into overlapping tiles (``tile``), whose outputs are blended with weights that
+fall off towards each tile's edges, so no seams show.
+
+Inference modes (paper section 3.1/6.2, ``p2p.inference``): ``eval`` (running BatchNorm statistics, no
+dropout, deterministic) or ``paper`` (dropout on, statistics of the image itself, as the reference
+``test.py``). In ``paper`` mode images and tiles go through the network one at a time: batch statistics
+shared by several images would make each output depend on the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import logging
+import math
+import sys
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from PIL import Image
+
+from p2p.inference import INFERENCE_MODES
+from p2p.inference import inference_mode as set_inference_mode
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+BLENDS = ("linear", "cosine")
+MODE_NOTES = {"paper": "dropout on, per-image batch statistics", "eval": "running statistics, no dropout"}
+
+
+def size_divisor(model: nn.Module) -> int:
+    """What the generator's sides must be multiples of (1 for networks p2p does not know)."""
+    from p2p.models import ResnetGenerator, UNetGenerator
+
+    if isinstance(model, UNetGenerator):
+        return 2**model.num_downs
+    if isinstance(model, ResnetGenerator):
+        return 4
+    return 1
+
+
+def generator_channels(model: nn.Module) -> tuple[int, int]:
+    """(in, out) channels: of the U-Net's outermost blocks, else of the first and last convolution."""
+    from p2p.models import UNetGenerator
+
+    if isinstance(model, UNetGenerator):  # its decoder is stored innermost-last: up[0] makes the output
+        first, last = model.down[0].conv, model.up[0].conv
+        assert isinstance(first, nn.Conv2d) and isinstance(last, nn.ConvTranspose2d)
+        return first.in_channels, last.out_channels
+    convs = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    if not convs:
+        raise ValueError(f"{type(model).__name__} has no convolution: cannot tell its channels")
+    return convs[0].in_channels, convs[-1].out_channels
+
+
+def padded_size(h: int, w: int, divisor: int) -> tuple[int, int]:
+    return math.ceil(h / divisor) * divisor, math.ceil(w / divisor) * divisor
+
+
+def pad_to(x: torch.Tensor, h: int, w: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Pad [B, C, H, W] to [B, C, h, w], centred; reflection where it fits, edge replication beyond.
+    Returns the padded tensor and the (top, left) offset of the original."""
+    dh, dw = h - x.shape[-2], w - x.shape[-1]
+    top, left = dh // 2, dw // 2
+    pad = (left, dw - left, top, dh - top)
+    if not any(pad):
+        return x, (0, 0)
+    # reflection needs each pad smaller than the side; a tiny image falls back to replication
+    mode = (
+        "reflect" if max(left, dw - left) < x.shape[-1] and max(top, dh - top) < x.shape[-2] else "replicate"
+    )
+    return F.pad(x, pad, mode=mode), (top, left)
+
+
+def blend_window(n: int, overlap: int, kind: str = "linear") -> torch.Tensor:
+    """1-D tile weights: 1 in the middle, rising from near 0 over ``overlap`` pixels at both ends (never 0,
+    so every pixel keeps a weight even where only one tile covers it)."""
+    w = torch.ones(n)
+    k = min(overlap, n // 2)
+    if k > 0:
+        t = (torch.arange(k, dtype=torch.float32) + 0.5) / k
+        ramp = t if kind == "linear" else 0.5 - 0.5 * torch.cos(math.pi * t)
+        w[:k] = ramp
+        w[n - k :] = torch.minimum(w[n - k :], ramp.flip(0))
+    return w
+
+
+def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
+    """Offsets of tiles of side ``tile`` covering ``size``, consecutive ones overlapping by >= ``overlap``."""
+    if size <= tile:
+        return [0]
+    step = tile - overlap
+    starts = list(range(0, size - tile, step))
+    return [*starts, size - tile]
+
+
+class Translator:
+    """Run a generator on images of any size: ``Translator(source)(image)``.
+
+    ``source`` is anything ``p2p.load_generator`` takes, or an ``nn.Module``. Calls accept a PIL image
+    (returns one of the same size), a uint8 array HxW[xC] (returns uint8 HxWxC_out; HxW for 1 channel), a
+    float array in [0, 1] (returns float in [0, 1]), a tensor [C, H, W] or [B, C, H, W] in [-1, 1] (returns
+    one in [-1, 1] on the same device), or a list of these. Channels are converted to the generator's.
+
+    ``inference``: ``eval`` or ``paper`` (see the module docstring); None takes the source's
+    recommendation (a zoo entry says ``paper``, a checkpoint the mode it was validated with) or ``eval``.
+    ``tile``: translate images larger than this side in overlapping tiles of this size (rounded up to the
+    generator's divisor); ``overlap`` pixels shared by neighbouring tiles, blended ``linear`` or ``cosine``.
+    """
+
+    def __init__(
+        self,
+        source: Any,
+        *,
+        device: str | torch.device | None = None,
+        inference: str | None = None,
+        tile: int | None = None,
+        overlap: int = 32,
+        blend: str = "linear",
+        batch_size: int = 4,
+        allow_pickle: bool = False,
+        arch: dict[str, Any] | None = None,
+    ) -> None:
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        config: dict[str, Any] = {}
+        if isinstance(source, nn.Module):
+            self.model = source.to(self.device)
+        else:
+            from p2p.hub import load_generator_and_config
+
+            self.model, config = load_generator_and_config(
+                source, arch=arch, allow_pickle=allow_pickle, device=self.device
+            )
+        self.config = config
+        self.inference = inference or config.get("inference") or "eval"
+        if self.inference not in INFERENCE_MODES:
+            raise ValueError(f"inference must be one of {INFERENCE_MODES}, got {self.inference!r}")
+        if blend not in BLENDS:
+            raise ValueError(f"blend must be one of {BLENDS}, got {blend!r}")
+        self.divisor = size_divisor(self.model)
+        self.in_channels, self.out_channels = generator_channels(self.model)
+        self.tile = None if tile is None else math.ceil(tile / self.divisor) * self.divisor
+        if self.tile is not None and not 0 <= overlap < self.tile:
+            raise ValueError(f"overlap must be in [0, tile={self.tile}), got {overlap}")
+        self.overlap, self.blend = overlap, blend
+        self.batch_size = 1 if self.inference == "paper" else max(1, batch_size)
+
+    # --- tensors -----------------------------------------------------------------------------------------
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The generator on a padded batch, ``batch_size`` at a time (one at a time in paper mode)."""
+        with torch.inference_mode(), set_inference_mode(self.model, self.inference):
+            return torch.cat(
+                [self.model(x[i : i + self.batch_size]) for i in range(0, len(x), self.batch_size)]
+            )
+
+    def _tiled(self, x: torch.Tensor) -> torch.Tensor:
+        """One padded image [1, C, H, W] in overlapping tiles, blended by normalised weights."""
+        assert self.tile is not None
+        _, _, h, w = x.shape
+        th, tw = min(self.tile, h), min(self.tile, w)
+        boxes = [(y, x0) for y in tile_starts(h, th, self.overlap) for x0 in tile_starts(w, tw, self.overlap)]
+        weight = blend_window(th, self.overlap, self.blend)[:, None] * blend_window(
+            tw, self.overlap, self.blend
+        )
+        weight = weight.to(x.device)
+        out = x.new_zeros(1, self.out_channels, h, w)
+        norm = x.new_zeros(1, 1, h, w)
+        for i in range(0, len(boxes), self.batch_size):
+            chunk = boxes[i : i + self.batch_size]
+            y = self._forward(torch.cat([x[:, :, a : a + th, b : b + tw] for a, b in chunk]))
+            for (a, b), tile_out in zip(chunk, y):
+                out[:, :, a : a + th, b : b + tw] += tile_out * weight
+                norm[:, :, a : a + th, b : b + tw] += weight
+        return out / norm
+
+    def translate_tensor(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, C_in, H, W] in [-1, 1] -> [B, C_out, H, W] in [-1, 1]; any H, W."""
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"expected [B, {self.in_channels}, H, W], got {tuple(x.shape)}")
+        h, w = x.shape[-2:]
+        ph, pw = padded_size(h, w, self.divisor)
+        xp, (top, left) = pad_to(x.to(self.device, torch.float32), ph, pw)
+        if self.tile is not None and max(ph, pw) > self.tile:
+            y = torch.cat([self._tiled(xp[i : i + 1]) for i in range(len(xp))])
+        else:
+            y = self._forward(xp)
+        return y[:, :, top : top + h, left : left + w]
+
+    # --- images ------------------------------------------------------------------------------------------
+    def _to_tensor(self, img: Any) -> tuple[torch.Tensor, str]:
+        """One input -> ([1, C, H, W] in [-1, 1], kind)."""
+        if isinstance(img, Image.Image):
+            from p2p.data.transforms import convert_channels
+
+            arr = np.asarray(convert_channels(img, self.in_channels), dtype=np.float32) / 127.5 - 1.0
+            return torch.from_numpy(arr.reshape(arr.shape[0], arr.shape[1], -1)).permute(2, 0, 1)[None], "pil"
+        if isinstance(img, np.ndarray):
+            kind = "uint8" if img.dtype == np.uint8 else "float"
+            arr = img.astype(np.float32) / (127.5 if kind == "uint8" else 0.5) - 1.0
+            t = torch.from_numpy(arr.reshape(arr.shape[0], arr.shape[1], -1)).permute(2, 0, 1)[None]
+            return self._match_channels(t), kind
+        if isinstance(img, torch.Tensor):
+            if img.ndim not in (3, 4):
+                raise ValueError(f"expected a tensor [C, H, W] or [B, C, H, W], got {tuple(img.shape)}")
+            return self._match_channels(img[None] if img.ndim == 3 else img), f"tensor{img.ndim}"
+        raise TypeError(
+            f"cannot translate a {type(img).__name__}: use a PIL image, a numpy array or a tensor"
+        )
+
+    def _match_channels(self, t: torch.Tensor) -> torch.Tensor:
+        c = t.shape[1]
+        if c == self.in_channels:
+            return t
+        if c == 4:  # RGBA: drop alpha, as PIL's convert("RGB") does
+            return self._match_channels(t[:, :3])
+        if c == 1 and self.in_channels == 3:
+            return t.expand(-1, 3, -1, -1)
+        if c == 3 and self.in_channels == 1:  # ITU-R 601 luma, as PIL's convert("L")
+            return (t * torch.tensor([0.299, 0.587, 0.114], device=t.device)[:, None, None]).sum(
+                1, keepdim=True
+            )
+        raise ValueError(f"the generator takes {self.in_channels} channels, the input has {c}")
+
+    def _from_tensor(self, y: torch.Tensor, kind: str, like: Any) -> Any:
+        if kind.startswith("tensor"):
+            y = y.to(like.device)
+            return y[0] if kind == "tensor3" else y
+        arr = ((y[0].float().clamp(-1, 1) + 1) / 2).permute(1, 2, 0).cpu().numpy()
+        if kind == "float":
+            return arr[:, :, 0] if arr.shape[2] == 1 else arr
+        u8 = np.rint(arr * 255).astype(np.uint8)
+        u8 = u8[:, :, 0] if u8.shape[2] == 1 else u8
+        return Image.fromarray(u8) if kind == "pil" else u8
+
+    def __call__(self, images: Any) -> Any:
+        if isinstance(images, (list, tuple)):
+            return [self(img) for img in images]
+        x, kind = self._to_tensor(images)
+        return self._from_tensor(self.translate_tensor(x), kind, images)
+
+
+# --- the command line ------------------------------------------------------------------------------------
+def find_images(inputs: Sequence[str]) -> list[tuple[Path, Path]]:
+    """(file, output name relative to the output folder) for files, folders (recursive) and globs."""
+    found: list[tuple[Path, Path]] = []
+    for item in inputs:
+        p = Path(item).expanduser()
+        if p.is_file():
+            found.append((p, Path(p.name)))
+        elif p.is_dir():
+            files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+            if not files:
+                raise FileNotFoundError(f"{p}: no images ({', '.join(IMAGE_EXTENSIONS)}) in this folder")
+            found += [(f, f.relative_to(p)) for f in files]
+        elif glob.has_magic(item):
+            files = sorted(Path(f) for f in glob.glob(str(p), recursive=True) if Path(f).is_file())
+            if not files:
+                raise FileNotFoundError(f"{item}: the pattern matches no files")
+            found += [(f, Path(f.name)) for f in files]
+        else:
+            raise FileNotFoundError(f"{item}: no such file, folder or glob match")
+    return found
+
+
+def output_path(out_dir: Path, rel: Path, keep_ext: bool) -> Path:
+    return out_dir / (rel if keep_ext else rel.with_suffix(".png"))
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from rich.progress import Progress
+
+    if args.seed is not None:
+        torch.manual_seed(args.seed)  # paper mode samples dropout masks
+    arch = json.loads(args.arch) if args.arch else None
+    tr = Translator(
+        args.checkpoint,
+        device=None if args.device == "auto" else args.device,
+        inference=args.inference,
+        tile=args.tile,
+        overlap=args.overlap,
+        blend=args.blend,
+        batch_size=args.batch_size,
+        allow_pickle=args.allow_pickle,
+        arch=arch,
+    )
+    files = find_images(args.input)
+    out_dir = Path(args.output)
+    targets: dict[Path, Path] = {}
+    for src, rel in files:
+        dest = output_path(out_dir, rel, args.keep_ext)
+        if dest in targets:
+            raise ValueError(f"{src} and {targets[dest]} would both be written to {dest}")
+        targets[dest] = src
+    print(
+        f"p2p-translate: {len(files)} images, inference={tr.inference} "
+        f"({MODE_NOTES[tr.inference]}), "
+        f"device={tr.device}, sides padded to multiples of {tr.divisor}"
+        + (f", tiles {tr.tile} overlap {tr.overlap} ({tr.blend})" if tr.tile else "")
+    )
+    # batch images whose padded sizes agree (one forward pass each); the rest go alone
+    groups: dict[tuple[int, int], list[tuple[Path, Path]]] = defaultdict(list)
+    for src, rel in files:
+        with Image.open(src) as im:
+            w, h = im.size
+        groups[padded_size(h, w, tr.divisor)].append((src, rel))
+    with Progress(disable=args.no_progress) as progress:
+        task = progress.add_task("translating", total=len(files))
+        for (ph, pw), members in groups.items():
+            step = 1 if tr.tile and max(ph, pw) > tr.tile else tr.batch_size
+            for i in range(0, len(members), step):
+                chunk = members[i : i + step]
+                xs, sizes = [], []
+                for src, _ in chunk:
+                    with Image.open(src) as im:
+                        x, _kind = tr._to_tensor(im)
+                    sizes.append(x.shape[-2:])
+                    xs.append(pad_to(x, ph, pw))
+                batch = torch.cat([x for x, _ in xs])
+                y = tr.translate_tensor(batch)  # already padded: translate_tensor pads by nothing
+                for (_src, rel), (_, (top, left)), (h, w), out in zip(chunk, xs, sizes, y):
+                    img = tr._from_tensor(out[None, :, top : top + h, left : left + w], "pil", None)
+                    dest = output_path(out_dir, rel, args.keep_ext)
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    img.save(dest, **({"quality": 95} if dest.suffix.lower() in (".jpg", ".jpeg") else {}))
+                progress.advance(task, len(chunk))
+    print(f"wrote {len(files)} images to {out_dir}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="p2p-translate",
+        description="Translate images with a pix2pix generator; outputs keep the inputs' names and sizes.",
+        epilog="p2p-translate --list-pretrained prints the zoo's tags with their metadata.",
+    )
+    p.add_argument("--checkpoint", required=True, help="a .ckpt, save_pretrained folder, .pth/.safetensors, "
+                   "http(s) URL, hf-hub:owner/name or zoo tag (p2p-translate --list-pretrained)")  # fmt: skip
+    p.add_argument("--input", nargs="+", required=True, help="image files, folders (recursive) or globs")
+    p.add_argument("--output", required=True, help="output folder (created)")
+    p.add_argument("--inference", choices=INFERENCE_MODES, default=None,
+                   help="eval: deterministic; paper: dropout + per-image statistics (default: the source's "
+                   "recommendation, else eval)")  # fmt: skip
+    p.add_argument("--tile", type=int, default=None, help="translate images larger than this in tiles")
+    p.add_argument("--overlap", type=int, default=32, help="pixels shared by neighbouring tiles (default 32)")
+    p.add_argument("--blend", choices=BLENDS, default="linear", help="tile blending weights")
+    p.add_argument(
+        "--batch-size", type=int, default=4, help="images of the same padded size per forward pass"
+    )
+    p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
+    p.add_argument("--keep-ext", action="store_true", help="keep the input's extension (default: .png)")
+    p.add_argument("--seed", type=int, default=None, help="seed for paper mode's dropout")
+    p.add_argument("--arch", default=None, help='JSON architecture override, e.g. \'{"norm": "instance"}\'')
+    p.add_argument("--allow-pickle", action="store_true", help="permit full unpickling (trusted files only)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def list_pretrained_table() -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from p2p.zoo import PRETRAINED
+
+    table = Table("tag", "task", "dataset", "direction", "input", "inference", "url")
+    for e in PRETRAINED.values():
+        table.add_row(e.tag, e.task, e.dataset, e.direction, str(e.input_size), e.inference, e.url)
+    Console().print(table)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--list-pretrained" in argv:
+        list_pretrained_table()
+        return 0
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        return run(args)
+    except (FileNotFoundError, ValueError, KeyError, RuntimeError, OSError) as e:
+        print(f"p2p-translate: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
