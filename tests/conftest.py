@@ -43,3 +43,9 @@ def compose_train(overrides: list[str], output_dir: Path, config_name: str = "tr
 def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(name="compose_train")
+def compose_train_fixture():
+    """``compose_cfg(overrides, output_dir)``: p2p-train's config as the CLI would compose it."""
+    return compose_train

@@ -137,6 +137,12 @@ class Pix2Pix(L.LightningModule):
         return opts, scheds
 
     # --- validation -------------------------------------------------------------------------------------
+    def on_validation_epoch_start(self) -> None:
+        # fresh metric states: ones left by trainer.validate() are inference tensors that fit's
+        # validation (run under no_grad, not inference_mode) could not update in place
+        for metric in (self.val_l1, self.val_psnr, self.val_ssim):
+            metric.reset()
+
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         x, y = batch["input"], batch["target"]
         with inference_mode(self.G, self.val_inference):
