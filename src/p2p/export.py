@@ -39,15 +39,16 @@ def _onnx_export(model: nn.Module, x: torch.Tensor, path: Path, dynamic_size: bo
     try:
         import onnxscript  # noqa: F401
 
-        batch = torch.export.Dim("batch", min=1)
-        shapes: dict[int, Any] = {0: batch}
-        if dynamic_size:
-            d = size_divisor(model)
-            # sides as multiples of the divisor, so the exporter can prove the U-Net's size check
+        d = size_divisor(model)
+        shapes: dict[int, Any] = {0: torch.export.Dim("batch", min=1)}
+        if dynamic_size:  # sides as multiples of the divisor, so the exporter can prove the U-Net's check
             shapes |= {2: d * torch.export.Dim("h", min=1), 3: d * torch.export.Dim("w", min=1)}
+        # torch.export specialises sizes of 1: trace with batch 2 and, for dynamic sides, 2 multiples
+        sides = [max(s, 2 * d) if dynamic_size else s for s in x.shape[2:]]
+        example = torch.rand(2, x.shape[1], *sides) * 2 - 1
         program = torch.onnx.export(
             model,
-            (x,),
+            (example,),
             dynamo=True,
             input_names=["input"],
             output_names=["output"],
@@ -126,7 +127,9 @@ def export_generator(
             warnings.simplefilter("ignore")  # TracerWarning: the U-Net's size check is evaluated once
             traced = torch.jit.trace(model, x)
         traced.save(str(path))  # type: ignore[no-untyped-call]
-        exporter, loaded = "torch.jit.trace", torch.jit.load(str(path))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated, still works
+            exporter, loaded = "torch.jit.trace", torch.jit.load(str(path))
 
         def run(t: torch.Tensor) -> torch.Tensor:
             with torch.no_grad():
