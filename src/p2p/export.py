@@ -15,6 +15,7 @@ inputs (and, with ``--dynamic-size``, on a second size) and compared with PyTorc
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import warnings
@@ -166,13 +167,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17)")
     p.add_argument("--atol", type=float, default=1e-3, help="fail if the max abs difference exceeds this")
+    p.add_argument("--arch", default=None, help='JSON architecture override, e.g. \'{"norm": "instance"}\'')
     p.add_argument("--allow-pickle", action="store_true", help="permit full unpickling (trusted files only)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from p2p.hub import load_generator
 
     try:
-        model = load_generator(args.checkpoint, allow_pickle=args.allow_pickle)
+        arch = json.loads(args.arch) if args.arch else None
+        model = load_generator(args.checkpoint, arch=arch, allow_pickle=args.allow_pickle)
         result = export_generator(
             model,
             args.output,
