@@ -12,10 +12,12 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from p2p.data.dataset import DIRECTIONS, Pair, PairedImageDataset, split_folders
+from p2p.data.dataset import DIRECTIONS, Pair, PairedImageDataset, PairFiles, split_folders
 from p2p.data.download import ensure_dataset, get_info
+from p2p.data.sampler import EpochSampler, SeededItems
 from p2p.data.synthetic import SyntheticPairs
 from p2p.data.transforms import PairTransform
+from p2p.data.validate import ON_BAD_FILE, check_splits
 
 log = logging.getLogger(__name__)
 
@@ -69,20 +71,30 @@ class _PairsDataModule(L.LightningDataModule):
         idx = torch.linspace(0, n - 1, self.max_val_samples).round().long().tolist()
         return Subset(ds, idx)
 
+    def _fit_epoch(self) -> int | None:
+        """The epoch Lightning is about to run (the value it passes to ``set_epoch``), also on resume."""
+        trainer = self.trainer
+        return None if trainer is None else trainer.fit_loop.epoch_progress.current.processed  # type: ignore[attr-defined]
+
     def _loader(self, ds: Dataset[Pair] | None, stage: str, shuffle: bool = False) -> DataLoader[Pair]:
         if ds is None:
             self.setup(stage)
             ds = {"fit": self.train_set, "validate": self.val_set, "test": self.test_set}[stage]
             assert ds is not None
+        sampler = None
+        if shuffle:  # resume-exact order and crops/flips: functions of (seed, epoch, index), p2p.data.sampler
+            sampler = EpochSampler(len(ds), self.seed, epoch_fn=self._fit_epoch)  # type: ignore[arg-type]
+            ds = SeededItems(ds)
         return DataLoader(
             ds,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            sampler=sampler,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory and torch.cuda.is_available(),
             persistent_workers=self.num_workers > 0,  # no re-fork every epoch (facades epochs are short)
-            # A seeded generator makes shuffling and the workers' crop/flip RNG reproducible.
-            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
+            # its own generator, so that creating an iterator (which draws the workers' base seed) never
+            # advances the global RNG that dropout draws from: a resumed run's extra iterators change nothing
+            generator=torch.Generator().manual_seed(self.seed),
         )
 
     def train_dataloader(self) -> DataLoader[Pair]:
@@ -126,11 +138,16 @@ class PairedDataModule(_PairsDataModule):
         max_val_samples: int | None = None,
         cache_dir: str | None = None,
         seed: int = 0,
+        on_bad_file: str = "error",  # error: stop, listing every bad file; skip: warn and train on the rest
     ) -> None:
         super().__init__(
             direction, in_channels, out_channels, load_size, crop_size, preprocess, flip, size_divisor,
             batch_size, num_workers, pin_memory, max_val_samples, seed,
         )  # fmt: skip
+        if on_bad_file not in ON_BAD_FILE:
+            raise ValueError(f"on_bad_file must be one of {ON_BAD_FILE}, got {on_bad_file!r}")
+        self.on_bad_file = on_bad_file
+        self._checked: dict[str, list[PairFiles]] = {}  # split -> its good pairs, each split checked once
         if root is None and name == "folder":
             raise ValueError("root is required for name='folder': pass data.root=/path/to/dataset")
         if name != "folder":
@@ -169,10 +186,27 @@ class PairedDataModule(_PairsDataModule):
 
     def _dataset(self, root: Path, split: str, train: bool) -> PairedImageDataset:
         transform = self.train_transform if train else self.eval_transform
-        return PairedImageDataset(root, split, self.direction, self.in_channels, self.out_channels, transform)
+        pairs = self._checked.get(split)  # the checked (and, with on_bad_file=skip, filtered) pairs
+        return PairedImageDataset(
+            root, split, self.direction, self.in_channels, self.out_channels, transform, pairs
+        )
+
+    def check_data(self, root: Path, stage: str | None) -> None:
+        """Decode every file of the splits ``stage`` uses, once, before any is loaded (p2p.data.validate)."""
+        splits: dict[str, PairTransform] = {}
+        if stage in (None, "fit"):
+            splits["train"] = self.train_transform
+        if stage in (None, "fit", "validate"):
+            splits.setdefault(self.resolve_val_split(root), self.eval_transform)
+        if stage in (None, "test", "predict"):
+            splits.setdefault(self.test_split, self.eval_transform)
+        todo = {s: t for s, t in splits.items() if s not in self._checked}
+        if todo:
+            self._checked.update(check_splits(root, todo, self.on_bad_file))
 
     def setup(self, stage: str | None = None) -> None:
         root = self.dataset_root()
+        self.check_data(root, stage)
         if stage in (None, "fit") and self.train_set is None:
             self.train_set = self._dataset(root, "train", train=True)
         if stage in (None, "fit", "validate") and self.val_set is None:

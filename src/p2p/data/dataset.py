@@ -19,6 +19,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from p2p.data.transforms import PairTransform, convert_channels, to_tensor
+from p2p.errors import DataError, UnreadableImageError
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 DIRECTIONS = ("AtoB", "BtoA")
@@ -108,8 +109,8 @@ def _open(path: Path) -> Image.Image:
         with Image.open(path) as img:
             img.load()
             return img
-    except (OSError, ValueError) as e:  # UnidentifiedImageError is an OSError
-        raise RuntimeError(f"cannot read image {path}: {e}") from e
+    except Exception as e:  # any decoder failure (OSError, DecompressionBombError, ...) names the file
+        raise UnreadableImageError(f"cannot read image {path}: {type(e).__name__}: {e}") from e
 
 
 class PairedImageDataset(Dataset[Pair]):
@@ -127,6 +128,7 @@ class PairedImageDataset(Dataset[Pair]):
         in_channels: int = 3,
         out_channels: int = 3,
         transform: PairTransform | None = None,
+        pairs: list[PairFiles] | None = None,  # already listed (and checked, see p2p.data.validate)
     ) -> None:
         if direction not in DIRECTIONS:
             raise ValueError(f"direction must be 'AtoB' or 'BtoA', got {direction!r}")
@@ -136,7 +138,7 @@ class PairedImageDataset(Dataset[Pair]):
         self.root, self.split, self.direction = Path(root).expanduser(), split, direction
         self.in_channels, self.out_channels = in_channels, out_channels
         self.transform = transform if transform is not None else PairTransform(train=split == "train")
-        self.pairs = find_pairs(self.root, split)
+        self.pairs = find_pairs(self.root, split) if pairs is None else pairs
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -148,13 +150,13 @@ class PairedImageDataset(Dataset[Pair]):
             ab = _open(files.a)
             w, h = ab.size
             if w % 2:
-                raise ValueError(
+                raise DataError(
                     f"{files.a}: width {w} is odd, but an A|B side-by-side image needs an even width"
                 )
             return ab.crop((0, 0, w // 2, h)), ab.crop((w // 2, 0, w, h)), files.a
         a, b = _open(files.a), _open(files.b)
         if a.size != b.size:
-            raise ValueError(f"{files.a} is {a.size[0]}x{a.size[1]} but {files.b} is {b.size[0]}x{b.size[1]}")
+            raise DataError(f"{files.a} is {a.size[0]}x{a.size[1]} but {files.b} is {b.size[0]}x{b.size[1]}")
         return a, b, (files.a if self.direction == "AtoB" else files.b)
 
     def __getitem__(self, index: int) -> Pair:
@@ -173,9 +175,11 @@ def make_pair(
 ) -> Pair:
     """Shared by every dataset: pick input/target by direction, convert channels, transform, to tensors."""
     src, dst = (a, b) if direction == "AtoB" else (b, a)
-    src, dst = convert_channels(src, in_channels), convert_channels(dst, out_channels)
     try:
+        src, dst = convert_channels(src, in_channels), convert_channels(dst, out_channels)
         src, dst = transform(src, dst)
-    except ValueError as e:
-        raise ValueError(f"{path}: {e}") from e
-    return {"input": to_tensor(src), "target": to_tensor(dst), "path": path}
+        return {"input": to_tensor(src), "target": to_tensor(dst), "path": path}
+    except Exception as e:  # an image that decodes but cannot be used: say which file, even from a worker
+        raise DataError(
+            f"{path}: {e}" if isinstance(e, ValueError) else f"{path}: {type(e).__name__}: {e}"
+        ) from e
