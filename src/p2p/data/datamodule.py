@@ -83,7 +83,9 @@ class _PairsDataModule(L.LightningDataModule):
             assert ds is not None
         sampler = None
         if shuffle:  # resume-exact order and crops/flips: functions of (seed, epoch, index), p2p.data.sampler
-            sampler = EpochSampler(len(ds), self.seed, epoch_fn=self._fit_epoch)  # type: ignore[arg-type]
+            t = self.trainer
+            world, rank = (t.world_size, t.global_rank) if t is not None else (1, 0)
+            sampler = EpochSampler(len(ds), self.seed, True, self._fit_epoch, world, rank)  # type: ignore[arg-type]
             ds = SeededItems(ds)
         return DataLoader(
             ds,

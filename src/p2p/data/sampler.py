@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset, DistributedSampler
 
 SampleKey = tuple[int, int]  # (index into the dataset, seed for that sample's augmentation)
 
@@ -27,8 +27,14 @@ def mix(*ints: int) -> int:
     return int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0] >> 1)
 
 
-class EpochSampler(Sampler[SampleKey]):
-    """Yields ``(index, seed)``: a permutation of range(n) drawn from (seed, epoch) (identity without shuffle).
+class EpochSampler(DistributedSampler):  # type: ignore[type-arg]
+    """Yields ``(index, seed)``: this rank's share of a permutation of range(n) drawn from (seed, epoch)
+    (identity without shuffle).
+
+    Under DDP each of the ``num_replicas`` ranks takes every ``num_replicas``-th position (the permutation
+    is padded with its first items to a multiple of num_replicas, like DistributedSampler), so the ranks'
+    k-th batches together are exactly the k-th batch of one process with num_replicas times the batch size.
+    Being a DistributedSampler, Lightning uses it as is instead of wrapping it in one that reshuffles.
 
     The epoch comes from ``epoch_fn`` when given (the data module passes the trainer's epoch counter: with
     DataLoader workers the first iterator is created, and its indices prefetched, before Lightning calls
@@ -36,28 +42,32 @@ class EpochSampler(Sampler[SampleKey]):
     """
 
     def __init__(
-        self, n: int, seed: int, shuffle: bool = True, epoch_fn: Callable[[], int | None] | None = None
+        self,
+        n: int,
+        seed: int,
+        shuffle: bool = True,
+        epoch_fn: Callable[[], int | None] | None = None,
+        num_replicas: int = 1,
+        rank: int = 0,
     ) -> None:
-        self.n, self.seed, self.shuffle, self.epoch_fn = n, seed, shuffle, epoch_fn
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        # explicit num_replicas and rank: DistributedSampler then never queries torch.distributed
+        super().__init__(range(n), num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed)  # type: ignore[arg-type]
+        self.n, self.epoch_fn = n, epoch_fn
 
     def current_epoch(self) -> int:
         epoch = self.epoch_fn() if self.epoch_fn is not None else None
         return self.epoch if epoch is None else epoch
 
-    def __len__(self) -> int:
-        return self.n
-
-    def __iter__(self) -> Iterator[SampleKey]:
+    def __iter__(self) -> Iterator[SampleKey]:  # type: ignore[override]
         epoch = self.current_epoch()
         if self.shuffle:
-            order = torch.randperm(self.n, generator=torch.Generator().manual_seed(mix(self.seed, epoch)))
+            order = torch.randperm(
+                self.n, generator=torch.Generator().manual_seed(mix(self.seed, epoch))
+            ).tolist()
         else:
-            order = torch.arange(self.n)
-        for i in order.tolist():
+            order = list(range(self.n))
+        order += order[: self.total_size - len(order)]  # pad to a multiple of num_replicas
+        for i in order[self.rank : self.total_size : self.num_replicas]:
             yield i, mix(self.seed, epoch, i)
 
 
