@@ -29,7 +29,9 @@ SMALL = {"load_size": 72, "crop_size": 64, "size_divisor": 64}
 
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:
     """Every file and folder under root with its size and mtime: what 'never written to' means."""
-    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(root.rglob("*"))}
+    return {
+        str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(root.rglob("*"))
+    }
 
 
 def jpeg_bytes(w: int = 128, h: int = 64, seed: int = 0) -> bytes:
@@ -83,7 +85,7 @@ def test_skip_keeps_the_good_pairs_and_warns(bad_aligned: Path, caplog: pytest.L
     assert "leaving out 5 bad file(s)" in caplog.text and "truncated.jpg" in caplog.text
     for name in ("good0.jpg", "good1.jpg"):  # a split left empty by skipping is still an error
         (bad_aligned / "train" / name).unlink()
-    with pytest.raises(DataError, match="would leave split.* train empty"):
+    with pytest.raises(DataError, match=r"would leave split.* train empty"):
         check_splits(bad_aligned, {"train": crop}, on_bad_file="skip")
 
 
@@ -92,7 +94,9 @@ def test_separate_layout_mismatches_sizes_and_empty_splits(tmp_path: Path) -> No
         (tmp_path / side / "train").mkdir(parents=True)
         (tmp_path / side / "val").mkdir(parents=True)  # empty on both sides
         for n in names:
-            Image.new("RGB", (64, 64) if (side, n) != ("B", "2") else (64, 48)).save(tmp_path / side / "train" / f"{n}.png")
+            Image.new("RGB", (64, 64) if (side, n) != ("B", "2") else (64, 48)).save(
+                tmp_path / side / "train" / f"{n}.png"
+            )
     t = PairTransform(load_size=72, crop_size=64)
     with pytest.raises(DataError) as info:
         check_splits(tmp_path, {"train": t, "val": t, "test": t})
@@ -152,15 +156,18 @@ damaged = st.one_of(
     st.binary(max_size=2048),  # random bytes
     st.integers(0, len(REAL) - 1).map(lambda n: REAL[:n]),  # a JPEG cut short
     st.lists(st.tuples(st.integers(0, len(REAL) - 1), st.integers(0, 255)), min_size=1, max_size=8).map(
-        lambda flips: bytes(b if i not in dict(flips) else dict(flips)[i] for i, b in enumerate(REAL))
+        lambda flips: bytes(dict(flips).get(i, b) for i, b in enumerate(REAL))
     ),  # a JPEG with corrupted bytes
 )
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=damaged, suffix=st.sampled_from([".jpg", ".png"]))
-def test_fuzzed_files_fail_clearly_or_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data: bytes, suffix: str) -> None:
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2**20)  # a random header may claim gigapixels: refuse them fast
+def test_fuzzed_files_fail_clearly_or_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data: bytes, suffix: str
+) -> None:
+    # a random header may claim gigapixels: refuse them fast instead of allocating them
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2**20)
     folder = tmp_path / "fuzz" / "train"
     shutil.rmtree(folder.parent, ignore_errors=True)
     folder.mkdir(parents=True)
@@ -194,14 +201,19 @@ def test_cli_names_truncated_and_empty_jpegs_then_skip_trains(tmp_path: Path, fa
     before = snapshot(root)
     cmd = [str(BIN / "p2p-train"), "debug=smoke", "data=folder", f"data.root={root}", "data.direction=BtoA"]
     env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
-    bad = subprocess.run([*cmd, f"hydra.run.dir={tmp_path / 'bad'}"], cwd=tmp_path, capture_output=True, text=True, env=env)
+    bad = subprocess.run(
+        [*cmd, f"hydra.run.dir={tmp_path / 'bad'}"], cwd=tmp_path, capture_output=True, text=True, env=env
+    )
     out = bad.stdout + bad.stderr
     assert bad.returncode == 1, out[-3000:]
     assert f"{root / 'train' / 'truncated.jpg'}: cannot read image" in out
     assert f"{root / 'train' / 'empty.jpg'}: empty file" in out
     assert "Traceback" not in out and not (tmp_path / "bad" / "checkpoints").exists()
     ok = subprocess.run(
-        [*cmd, "data.on_bad_file=skip", f"hydra.run.dir={tmp_path / 'skip'}"], cwd=tmp_path, capture_output=True, text=True
+        [*cmd, "data.on_bad_file=skip", f"hydra.run.dir={tmp_path / 'skip'}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
     )
     assert ok.returncode == 0, (ok.stdout + ok.stderr)[-3000:]
     assert "leaving out 2 bad file(s)" in ok.stdout + ok.stderr

@@ -8,6 +8,7 @@ halved; then G takes one step on the non-saturating adversarial loss plus lambda
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,13 @@ import torch.nn.functional as F
 from torchmetrics import MeanMetric
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
+from p2p.errors import NonFiniteLossError
 from p2p.inference import INFERENCE_MODES, inference_mode
 from p2p.losses import Objective, discriminator_loss, gan_loss
 from p2p.registry import create_model
+
+log = logging.getLogger(__name__)
+NONFINITE_ACTIONS = ("error", "skip")
 
 
 class Pix2Pix(L.LightningModule):
@@ -37,6 +42,7 @@ class Pix2Pix(L.LightningModule):
         out_channels: int = 3,
         val_inference: str = "eval",  # how validation runs G: eval (deterministic) or paper (section 6.2)
         num_grid_images: int = 8,  # validation images shown in the input | output | target grid
+        on_nonfinite: str = "error",  # a NaN/inf loss term: error (stop, naming it) or skip (that optimiser step)
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -55,6 +61,10 @@ class Pix2Pix(L.LightningModule):
             raise ValueError(f"val_inference must be one of {INFERENCE_MODES}, got {val_inference!r}")
         self.val_inference = val_inference
         self.num_grid_images = num_grid_images
+        if on_nonfinite not in NONFINITE_ACTIONS:
+            raise ValueError(f"on_nonfinite must be one of {NONFINITE_ACTIONS}, got {on_nonfinite!r}")
+        self.on_nonfinite, self.skipped_steps = on_nonfinite, 0
+        self._buffers_before: list[tuple[torch.Tensor, torch.Tensor]] = []
 
         self.G = create_model(
             generator.pop("name"), in_channels=in_channels, out_channels=out_channels, **generator
@@ -83,6 +93,8 @@ class Pix2Pix(L.LightningModule):
         x, y = batch["input"], batch["target"]
         opt_g, opt_d = self._optimizers()
         obj = self.objective
+        if self.on_nonfinite == "skip":  # a skipped step must not leave NaN BatchNorm statistics behind
+            self._buffers_before = [(b, b.detach().clone()) for b in self.buffers()]
         fake = self.G(x)
 
         # (1) D step: maximise log D(x, y) + log(1 - D(x, G(x))); G is not updated (fake is detached)
@@ -90,8 +102,9 @@ class Pix2Pix(L.LightningModule):
             with self.toggled_optimizer(opt_d):
                 loss_d = discriminator_loss(self._d(x, y), self._d(x, fake.detach()), obj.gan_mode)
                 opt_d.zero_grad(set_to_none=True)
-                self.manual_backward(loss_d)
-                opt_d.step()
+                if self._finite(batch_idx, loss_d=loss_d):
+                    self.manual_backward(loss_d)
+                    opt_d.step()
             self.log("train/loss_d", loss_d.detach(), prog_bar=True)
 
         # (2) G step: non-saturating GAN loss (maximise log D(x, G(x))) + lambda * L1; D is frozen
@@ -103,10 +116,39 @@ class Pix2Pix(L.LightningModule):
                 loss_g = loss_g + obj.gan_weight * loss_gan
                 self.log("train/loss_g_gan", loss_gan.detach())
             opt_g.zero_grad(set_to_none=True)
-            self.manual_backward(loss_g)
-            opt_g.step()
+            terms = {"loss_g_gan": loss_gan} if self.D is not None else {}
+            if self._finite(batch_idx, **terms, loss_g_l1=loss_l1):
+                self.manual_backward(loss_g)
+                opt_g.step()
         self.log("train/loss_g_l1", loss_l1.detach())
         self.log("train/loss_g", loss_g.detach(), prog_bar=True)
+
+    def _finite(self, batch_idx: int, **terms: torch.Tensor) -> bool:
+        """Whether an optimiser step may use these loss terms. A NaN/inf one raises NonFiniteLossError
+        before any weight changes (on_nonfinite=error; the last checkpoint on disk stays the last good one)
+        or skips the step (skip). DDP ranks decide together, so none waits for a gradient the others skip."""
+        bad = [k for k, v in terms.items() if not bool(torch.isfinite(v.detach()).all())]
+        if not self.trainer.strategy.reduce_boolean_decision(bool(bad), all=False):
+            return True
+        what = ", ".join(f"{k}={terms[k].item()}" for k in bad) or "a loss term on another DDP rank"
+        where = f"global step {self.global_step} (epoch {self.current_epoch}, batch {batch_idx})"
+        if self.on_nonfinite == "error":
+            raise NonFiniteLossError(
+                f"non-finite loss at {where}: {what}. Training stopped before this step changed the weights; "
+                "the checkpoints already written are intact. Lower model.optim.lr, check the data, or set "
+                "model.on_nonfinite=skip to skip such steps"
+            )
+        for buffer, saved in self._buffers_before:  # the forward passes updated running stats with NaN
+            buffer.copy_(saved)
+        self.skipped_steps += 1
+        log.warning(
+            "skipping the optimiser step at %s: non-finite %s (%d skipped so far)",
+            where,
+            what,
+            self.skipped_steps,
+        )
+        self.log("train/skipped_steps", float(self.skipped_steps))
+        return False
 
     def on_train_epoch_end(self) -> None:
         # manual optimisation: schedulers are ours to step, once per epoch like the reference

@@ -7,6 +7,7 @@ p2p-train -m loss=l1,gan,cgan,l1_gan,l1_cgan          # the paper's loss ablatio
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 import hydra
@@ -14,7 +15,10 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from p2p.checkpoint_io import AtomicCheckpointIO
 from p2p.config import config_dir
+from p2p.config_check import check_config, explain_overrides
+from p2p.errors import P2PError, short_message
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +36,8 @@ def build_trainer(cfg: DictConfig, **extra: Any) -> L.Trainer:
     if trainer_cfg.get("strategy") == "ddp":
         # manual GAN steps leave G's parameters out of D's backward: DDP must look for unused parameters
         trainer_cfg["strategy"] = "ddp_find_unused_parameters_true"
+    if "plugins" not in trainer_cfg:  # checkpoints written all-or-nothing (p2p.checkpoint_io)
+        extra.setdefault("plugins", [AtomicCheckpointIO()])
     return instantiate(
         trainer_cfg,
         logger=_instantiate_dict(cfg.get("logger")) or False,
@@ -46,6 +52,7 @@ def build_model(cfg: DictConfig) -> L.LightningModule:
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train pix2pix as ``cfg`` says; returns the final metrics and where the checkpoints are."""
+    check_config(cfg)  # every config problem at once, before any data is read (p2p.config_check)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
@@ -67,9 +74,35 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     return result
 
 
+_REPORTED = False  # set when a P2PError was printed, so main() adds no hints of its own
+
+
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
-def main(cfg: DictConfig) -> None:
-    train(cfg)
+def _hydra_main(cfg: DictConfig) -> None:
+    global _REPORTED
+    try:
+        train(cfg)
+    except P2PError as e:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise  # a sweep reports failed jobs itself
+        # the user's data or config, not a bug in p2p: the message, no traceback
+        log.error("%s: %s", type(e).__name__, short_message(e))
+        _REPORTED = True
+        sys.exit(e.exit_code)
+
+
+def main() -> None:
+    """The ``p2p-train`` command."""
+    try:
+        _hydra_main()
+    except SystemExit as e:
+        if e.code not in (0, None) and not _REPORTED:  # Hydra rejected the command line: name valid keys
+            for hint in explain_overrides(sys.argv[1:]):
+                print(hint, file=sys.stderr)
+        raise
 
 
 if __name__ == "__main__":

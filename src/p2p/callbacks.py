@@ -1,0 +1,143 @@
+"""Callbacks that make a long run resumable exactly and stoppable at any time (see docs/reliability.md).
+
+- `RNGState`: puts the RNG states (torch CPU and CUDA, numpy, python) into every checkpoint and restores
+  them on resume. Lightning saves the model, optimisers, schedulers and loop counters, but not these; without
+  them a resumed run draws different dropout masks (the paper's noise, section 3.1) than the run it continues.
+  The data order and the crops/flips do not need them: they are functions of (seed, epoch, index), see
+  `p2p.data.sampler`.
+- `PreemptionCheckpoint`: on SIGTERM (a scheduler's preemption, ``kill``, ``scancel``) or SIGUSR1 (SLURM's
+  ``--signal=USR1@90`` warning, when Lightning's SLURM auto-requeue is not handling it), finishes the current
+  batch, writes ``last.ckpt`` (atomically, `p2p.checkpoint_io`) and exits with status 0. ``ckpt_path=last``
+  then continues in the same run folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import signal
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.fabric.plugins.environments import SLURMEnvironment
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from typing_extensions import override
+
+log = logging.getLogger(__name__)
+
+
+class RNGState(L.Callback):
+    """Saves torch (CPU, CUDA), numpy and python RNG states in checkpoints; restores them when training starts.
+
+    Restoring at ``on_train_start`` rather than at load time means nothing Lightning does between loading
+    and the first batch can move the RNGs. Under DDP the checkpoint holds rank 0's states and every rank
+    restores them: ranks are seeded alike and draw the same numbers in the same order, so they are equal.
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[str, Any] | None = None
+
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        # only tensors and plain python values: Lightning loads checkpoints with torch.load(weights_only=True)
+        np_state = np.random.get_state(legacy=True)
+        assert isinstance(np_state, tuple)
+        kind, keys, pos, has_gauss, gauss = np_state
+        return {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
+            "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss),
+            "python": random.getstate(),
+        }
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._pending = state_dict
+
+    @override
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        state, self._pending = self._pending, None
+        if state is None:
+            return
+        torch.set_rng_state(state["torch"])
+        if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(state["cuda"])
+        kind, keys, pos, has_gauss, gauss = state["numpy"]
+        np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+        random.setstate(state["python"])
+
+
+class PreemptionCheckpoint(L.Callback):
+    """On SIGTERM or SIGUSR1: finish the batch, save ``last.ckpt`` (mid-epoch is fine), exit 0.
+
+    Lightning already turns SIGTERM into a `SIGTERMException` at the end of the current batch (on every DDP
+    rank); this callback adds the checkpoint. ``dirpath`` defaults to the ModelCheckpoint callback's folder,
+    so the file is the ``last.ckpt`` that ``ckpt_path=last`` resumes from.
+    """
+
+    def __init__(self, dirpath: str | None = None, filename: str = "last.ckpt", sigusr1: bool = True) -> None:
+        self.dirpath, self.filename, self.sigusr1 = dirpath, filename, sigusr1
+        self._signal: int | None = None
+        self._previous: Any = None
+
+    def path(self, trainer: L.Trainer) -> Path:
+        ckpt = trainer.checkpoint_callback
+        dirpath = self.dirpath or (
+            getattr(ckpt, "dirpath", None) or Path(trainer.default_root_dir) / "checkpoints"
+        )
+        return Path(dirpath) / self.filename
+
+    @override
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # not on_fit_start: Lightning installs its own handlers after that, and would restore ours at teardown
+        env = trainer._accelerator_connector.cluster_environment
+        slurm_requeues = (
+            isinstance(env, SLURMEnvironment) and env.auto_requeue
+        )  # Lightning saves hpc_ckpt_*.ckpt
+        if self.sigusr1 and not slurm_requeues and hasattr(signal, "SIGUSR1"):
+            try:
+                self._previous = signal.signal(signal.SIGUSR1, self._on_signal)
+            except ValueError:  # not the main thread: leave signals alone
+                self._previous = None
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self._signal = signum  # acted on before the next batch starts
+
+    @override
+    def on_train_batch_start(self, trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
+        if self._signal is not None:  # stop before this batch: the checkpoint's counters match the weights
+            raise SIGTERMException()  # the same path as SIGTERM: on_exception below saves, then exit 0
+
+    @override
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        self._restore_signal()  # Lightning calls no teardown hooks after an exception
+        if not isinstance(exception, SIGTERMException):
+            return  # a crash: keep the last good checkpoint, do not overwrite it with this state
+        path = self.path(trainer)
+        ckpt = trainer.checkpoint_callback
+        if isinstance(ckpt, ModelCheckpoint) and Path(ckpt.dirpath or "") == path.parent:
+            ckpt.last_model_path = str(path)  # so a resumed run keeps writing last.ckpt, not last-v1.ckpt
+        trainer.save_checkpoint(path)
+        if trainer.is_global_zero:
+            log.warning(
+                "%s received: saved %s at epoch %d, global step %d. Resume with ckpt_path=%s (or ckpt_path=last "
+                "with the same run folder)",
+                signal.Signals(self._signal).name if self._signal else "SIGTERM",
+                path, trainer.current_epoch, trainer.global_step, path,
+            )  # fmt: skip
+
+    @override
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._restore_signal()
+
+    def _restore_signal(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGUSR1, self._previous)
+            self._previous = None

@@ -1,0 +1,147 @@
+"""Bad configs fail at start-up, before any data is read, naming the key and what it may be."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from p2p.config import config_dir
+from p2p.config_check import check_config, explain_overrides
+from p2p.errors import ConfigError
+from p2p.train import train
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["data.crop_size=abc"], "data.crop_size: must be an integer >= 1, got 'abc'"),
+        (["data.batch_size=0"], "data.batch_size: must be an integer >= 1, got 0"),
+        (["+data.crop_siz=128"], "data.crop_siz: unknown key for p2p.data.SyntheticDataModule; did you mean 'crop_size'?"),
+        (["data.direction=AB"], "data.direction: 'AB' is not one of AtoB, BtoA"),
+        (["data.preprocess=resize"], "data.preprocess: 'resize' is not one of resize_and_crop, crop, scale_width"),
+        (["data.flip=maybe"], "data.flip: must be true or false"),
+        (["model.generator.norm=group"], "model.generator.norm: 'group' is not one of batch, instance, none"),
+        (["model.discriminator.norm=layer"], "model.discriminator.norm: 'layer' is not one of batch, instance, none"),
+        (["model.generator.name=unet_512"], "model.generator.name: 'unet_512' is not one of encoder_decoder_128"),
+        (["model.discriminator.name=patchgan70"], "did you mean 'patchgan_70'?"),
+        (["+model.generator.n_blocks=6"], "model.generator.n_blocks: not an argument of unet_256"),
+        (["model.val_inference=train"], "model.val_inference: 'train' is not one of paper, eval"),
+        (["model.on_nonfinite=ignore"], "model.on_nonfinite: 'ignore' is not one of error, skip"),
+        (["loss.gan_mode=wgan"], "loss.gan_mode: 'wgan' is not one of vanilla, lsgan"),
+        (["loss.l1_weight=0", "loss.gan_weight=0"], "loss: l1_weight and gan_weight are both 0"),
+        (["model.optim.lr=-1"], "model.optim.lr: must be a number >= 0.0, got -1"),
+        (["model.in_channels=1"], "model.in_channels: 1 but data.in_channels is 3"),
+        (["data.load_size=100"], "data.crop_size: 128 is larger than data.load_size=100"),
+        (["data.crop_size=96", "data.load_size=100"], "data.crop_size: 96 is not a multiple of 128, which unet_256 with num_downs=7 needs (valid: 128, 256, 384, ...;"),
+        (["model=unet_patch286", "unet_num_downs=6", "data.crop_size=64", "data.load_size=72"], "data.crop_size: 64 is too small for model.discriminator.name=patchgan_286"),
+        (["model=resnet9_patch70", "data.crop_size=126", "data.load_size=143"], "model.generator: resnet_9blocks cannot take 2x3x126x126 inputs (data.crop_size=126)"),
+        (["ckpt_path=/nowhere/last.ckpt"], "ckpt_path: no checkpoint file at /nowhere/last.ckpt; give a .ckpt path, or ckpt_path=last"),
+        (["seed=-3"], "seed: must be an integer >= 0 or null, got -3"),
+    ],
+    ids=lambda x: x[0] if isinstance(x, list) else None,
+)  # fmt: skip
+def test_config_errors_name_the_key_and_the_choices(
+    compose_train, tmp_path: Path, overrides: list[str], expected: str
+) -> None:
+    cfg = compose_train(["debug=smoke", *overrides], tmp_path)
+    with pytest.raises(ConfigError) as info:
+        check_config(cfg)
+    assert expected in str(info.value), str(info.value)
+
+
+def test_folder_data_checks(compose_train, tmp_path: Path) -> None:
+    cfg = compose_train(["debug=smoke", "data=folder", "data.on_bad_file=ignore"], tmp_path)
+    with pytest.raises(ConfigError) as info:
+        check_config(cfg)
+    text = str(info.value)
+    assert "data.root: required for this dataset: data.root=/path/to/dataset" in text
+    assert "data.on_bad_file: 'ignore' is not one of error, skip" in text
+    assert "invalid config (2 problem(s))" in text  # every problem at once
+    cfg = compose_train(["debug=smoke", "data=folder", f"data.root={tmp_path / 'nowhere'}"], tmp_path)
+    with pytest.raises(ConfigError, match=r"data.root: .*nowhere is not a folder"):
+        check_config(cfg)
+
+
+def test_every_shipped_config_passes(compose_train, tmp_path: Path, facades_root: Path) -> None:
+    """No false alarms: every option of every group at smoke sizes, and every model at full size."""
+    conf = config_dir()
+    runs = [
+        [f"{g}={p.stem}"]
+        for g in ("model", "loss", "trainer", "logger", "experiment")
+        for p in (conf / g).glob("*.yaml")
+    ]
+    runs += [
+        [f"data={p.stem}", f"data.root={facades_root}"]
+        for p in (conf / "data").glob("*.yaml")
+        if p.stem != "synthetic"
+    ]
+    runs = [[*o, "debug=smoke"] for o in runs] + [
+        [f"model={p.stem}"] for p in (conf / "model").glob("*.yaml")
+    ]
+    for overrides in runs:
+        check_config(compose_train(overrides, tmp_path))
+
+
+def test_bad_config_fails_before_any_data_is_read(
+    compose_train, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import p2p.data.validate
+
+    def no_reading(*args: object, **kwargs: object) -> None:
+        raise AssertionError("data was read before the config was checked")
+
+    monkeypatch.setattr(p2p.data.validate, "check_splits", no_reading)
+    root = tmp_path / "data"
+    (root / "train").mkdir(parents=True)
+    cfg = compose_train(
+        ["debug=smoke", "data=folder", f"data.root={root}", "data.crop_size=100", "data.load_size=110"],
+        tmp_path,
+    )
+    with pytest.raises(ConfigError, match=r"data\.crop_size: 100 is not a multiple of 128"):
+        train(cfg)
+
+
+def test_unknown_override_hints_name_the_valid_keys() -> None:
+    hints = explain_overrides(
+        [
+            "debug=smoke",
+            "model=unet_patch1",
+            "data.crop_siz=128",
+            "model.generator.ngff=8",
+            "trainer.max_epochs=1",
+        ]
+    )
+    assert len(hints) == 2
+    assert hints[0].startswith("data.crop_siz: no such key; did you mean 'crop_size'? keys of data:")
+    assert "model.generator.ngff: no such key; did you mean 'ngf'?" in hints[1]
+
+
+@pytest.mark.slow
+def test_cli_config_errors_exit_cleanly(tmp_path: Path) -> None:
+    """The command line: a misspelt key gets Hydra's error plus the valid keys; a p2p config error exits 2 with
+    its message and no traceback, before any data is read."""
+    typo = subprocess.run(
+        [str(BIN / "p2p-train"), "debug=smoke", "data.crop_siz=128"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert typo.returncode == 1
+    assert "Key 'crop_siz' is not in struct" in typo.stderr  # Hydra's
+    assert "data.crop_siz: no such key; did you mean 'crop_size'?" in typo.stderr  # ours
+    bad = subprocess.run(
+        [str(BIN / "p2p-train"), "debug=smoke", "data.crop_size=96", "data.load_size=100", f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=tmp_path, capture_output=True, text=True,
+    )  # fmt: skip
+    out = bad.stdout + bad.stderr
+    assert bad.returncode == 2, out[-2000:]
+    assert (
+        "ConfigError: invalid config (1 problem(s)):" in out
+        and "data.crop_size: 96 is not a multiple of 128" in out
+    )
+    assert "Traceback" not in out and not (tmp_path / "run" / "checkpoints").exists()
