@@ -42,6 +42,7 @@ BIN = Path(sys.executable).parent
         (["model=resnet9_patch70", "data.crop_size=126", "data.load_size=143"], "model.generator: resnet_9blocks cannot take 2x3x126x126 inputs (data.crop_size=126)"),
         (["ckpt_path=/nowhere/last.ckpt"], "ckpt_path: no checkpoint file at /nowhere/last.ckpt; give a .ckpt path, or ckpt_path=last"),
         (["seed=-3"], "seed: must be an integer >= 0 or null, got -3"),
+        (["trainer.sync_batchnorm=true"], "trainer.sync_batchnorm: SyncBatchNorm needs CUDA GPUs"),
     ],
     ids=lambda x: x[0] if isinstance(x, list) else None,
 )  # fmt: skip
@@ -84,6 +85,10 @@ def test_every_shipped_config_passes(compose_train, tmp_path: Path, facades_root
         [f"model={p.stem}"] for p in (conf / "model").glob("*.yaml")
     ]
     for overrides in runs:
+        if overrides == ["trainer=ddp", "debug=smoke"]:  # SyncBatchNorm on smoke's CPU: a real impossibility
+            with pytest.raises(ConfigError, match=r"trainer\.sync_batchnorm: SyncBatchNorm needs CUDA GPUs"):
+                check_config(compose_train(overrides, tmp_path))
+            continue
         check_config(compose_train(overrides, tmp_path))
 
 

@@ -144,7 +144,7 @@ def test_worker_error_names_the_file(tmp_path: Path) -> None:
     batches = iter(DataLoader(ds, num_workers=1, timeout=60))
     with pytest.raises(DataError) as info:
         next(batches)
-    del batches  # shuts the worker down now
+    batches._shutdown_workers()  # type: ignore[attr-defined]  # now, not at garbage collection
     assert "worker" in str(info.value)  # re-raised from the worker process, with its type
     assert short_message(info.value).splitlines()[-1].startswith(f"cannot read image {path}")
     assert "Traceback" not in short_message(info.value)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from p2p.errors import ConfigError
@@ -284,12 +285,17 @@ def _check_run(c: _Checker) -> None:
         c.bad("ckpt_path", f"no checkpoint file at {ckpt}; give a .ckpt path, or ckpt_path=last to resume from "
               "the run folder's last.ckpt when there is one (and start fresh otherwise)")  # fmt: skip
     c.integer("seed", 0, optional=True)
+    accelerator = c.get("trainer.accelerator")
+    if c.get("trainer.sync_batchnorm") and (
+        accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
+    ):
+        c.bad("trainer.sync_batchnorm", "SyncBatchNorm needs CUDA GPUs; on CPU use trainer.sync_batchnorm=false, and "
+              "model.generator.norm=instance model.discriminator.norm=instance for DDP results that match one process")  # fmt: skip
     devices, strategy = c.get("trainer.devices"), str(c.get("trainer.strategy"))
-    multi = (
-        (isinstance(devices, int) and devices > 1) or devices in (-1, "auto") or strategy.startswith("ddp")
-    )
+    multi = (isinstance(devices, int) and (devices > 1 or devices == -1)) or strategy.startswith("ddp")
     norms = {c.get("model.generator.norm"), c.get("model.discriminator.norm")}
-    if multi and "batch" in norms and not c.get("trainer.sync_batchnorm"):
+    rank0 = rank_zero_only.rank == 0  # type: ignore[attr-defined]  # said once, not once per DDP process
+    if multi and "batch" in norms and not c.get("trainer.sync_batchnorm") and rank0:
         log.warning(
             "BatchNorm under DDP without trainer.sync_batchnorm=true normalises each process's batch separately: "
             "the result differs from one process with the same global batch (docs/reliability.md)"
