@@ -71,6 +71,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if trainer.is_global_zero:
         log.info("metrics: %s", metrics)
         log.info("checkpoints: best %s, last %s", result["best_ckpt"], result["last_ckpt"])
+    if cfg.get("eval_after_train") and trainer.is_global_zero:
+        # the final model on the test split -> run_dir/metrics.json (p2p.eval; p2p-report reads it)
+        from p2p.eval import evaluate_model
+
+        result["eval"] = evaluate_model(model, cfg, trainer.default_root_dir, checkpoint=result["last_ckpt"])
     return result
 
 

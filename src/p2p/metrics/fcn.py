@@ -1,0 +1,398 @@
+"""The FCN-score (paper section 4.2): how recognisable generated photos are to a segmenter of real ones.
+
+The paper applies an FCN-8s trained on real Cityscapes photos to generated photos and scores its
+predictions against the *input* label maps (per-pixel accuracy, per-class accuracy, class IoU; Tables 1-3).
+p2p trains its own small segmenter per dataset on the real photos of the training split, caches it
+keyed by the dataset, and always reports the ground-truth row: real test photos through the same
+segmenter, the ceiling a perfect generator would reach.
+
+Label maps are colour images, so each dataset needs its palette: Cityscapes has an official colour table
+(19 train ids; void colours are ignored), the synthetic data has ``p2p.data.synthetic.PALETTE``, and any
+other dataset's palette (facades: 12 colours, JPEG-compressed) is derived from its training label maps
+as the peaks of the histogram of flat pixels (edges carry JPEG ringing and are left out). Every pixel is
+then assigned its nearest palette colour.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from PIL import Image, ImageFilter
+from torch.utils.data import DataLoader, Subset
+
+log = logging.getLogger(__name__)
+
+IGNORE = 255  # target class of pixels that are scored nowhere (Cityscapes void)
+VERSION = 1  # bump when training changes, so cached segmenters are retrained
+
+# Cityscapes train ids 0..18 (cityscapesScripts labels.py), in order.
+CITYSCAPES_CLASSES = ["road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
+                      "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "train",
+                      "motorcycle", "bicycle"]  # fmt: skip
+CITYSCAPES_COLORS = [
+    (128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153), (153, 153, 153),
+    (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152), (70, 130, 180), (220, 20, 60),
+    (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100), (0, 80, 100), (0, 0, 230), (119, 11, 32),
+]  # fmt: skip
+# Colours of the void labels (ignored, as in the official evaluation): unlabeled/static, dynamic, ground,
+# parking, rail track, guard rail, bridge, tunnel, caravan, trailer.
+CITYSCAPES_VOID_COLORS = [
+    (0, 0, 0), (111, 74, 0), (81, 0, 81), (250, 170, 160), (230, 150, 140), (180, 165, 180),
+    (150, 100, 100), (150, 120, 90), (0, 0, 90), (0, 0, 110),
+]  # fmt: skip
+
+# Which half of a known dataset holds the label maps (A = left, B = right of the pix2pix A|B files).
+LABEL_SIDE = {"facades": "B", "cityscapes": "B", "synthetic": "A"}
+
+
+@dataclass(frozen=True)
+class FcnSettings:
+    """How the segmenter is trained (the cache key includes all of it)."""
+
+    steps: int = 800  # Adam steps on random crops/flips of the real training photos
+    batch_size: int = 8
+    width: int = 32  # channels of the first level (doubling per level)
+    lr: float = 2e-3
+    seed: int = 0
+    labels_side: str = "auto"  # A | B | auto (known datasets); which half of each pair is the label map
+    palette: list[list[int]] | None = None  # RGB colours; null: the dataset's table or derived
+    max_classes: int = 40  # derived palettes: at most this many colours ...
+    min_fraction: float = 2e-4  # ... each covering at least this fraction of the flat label pixels
+    min_separation: int = 32  # derived colours differ by more than this in some channel
+    cache_dir: str | None = None  # null: $P2P_CACHE/fcn or ~/.cache/p2p/fcn
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> FcnSettings:
+        d = dict(d or {})
+        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise KeyError(f"unknown fcn settings {unknown}; valid: {sorted(cls.__dataclass_fields__)}")
+        return cls(**d)
+
+
+# --- label maps -> classes ------------------------------------------------------------------------------
+def derive_palette(
+    label_maps: Iterable[Image.Image],
+    max_classes: int = 40,
+    min_fraction: float = 2e-4,
+    min_separation: int = 32,
+) -> np.ndarray:
+    """The colours of a colour-coded label map dataset, [K, 3] uint8, most frequent first.
+
+    Only flat pixels count (all channels within 24 levels over a 5x5 window): region interiors hold the
+    true colour, edges hold JPEG ringing and blends. Peaks of their 4-level histogram are taken greedily,
+    each at least ``min_separation`` away from the previous ones, then refined to the mean of the flat
+    pixels nearest to them.
+    """
+    flat = []
+    for img in label_maps:
+        img = img.convert("RGB")
+        spread = np.asarray(img.filter(ImageFilter.MaxFilter(5)), np.int16) - np.asarray(
+            img.filter(ImageFilter.MinFilter(5)), np.int16
+        )
+        flat.append(np.asarray(img)[spread.max(-1) < 24])
+    px = np.concatenate(flat) if flat else np.zeros((0, 3), np.uint8)
+    if len(px) == 0:
+        raise ValueError("no flat label pixels to derive a palette from: are these colour-coded label maps?")
+    bins, counts = np.unique((px.astype(np.int32) + 2) // 4, axis=0, return_counts=True)
+    peaks: list[np.ndarray] = []
+    for i in np.argsort(-counts, kind="stable"):
+        if counts[i] < min_fraction * len(px) or len(peaks) >= max_classes:
+            break
+        colour = np.clip(bins[i] * 4, 0, 255)
+        if all(np.abs(colour - p).max() > min_separation for p in peaks):
+            peaks.append(colour)
+    centers = np.stack(peaks).astype(np.float32)
+    sample = px[:: max(1, len(px) // 500_000)].astype(np.float32)  # refinement needs no more than this
+    nearest = ((sample[:, None] - centers[None]) ** 2).sum(-1).argmin(1)
+    for k in range(len(centers)):
+        if (nearest == k).any():
+            centers[k] = sample[nearest == k].mean(0)
+    return np.clip(np.rint(centers), 0, 255).astype(np.uint8)
+
+
+def colors_to_classes(
+    labels: torch.Tensor, palette: torch.Tensor, ignore_colors: torch.Tensor | None = None
+) -> torch.Tensor:
+    """[B, 3, H, W] label maps in [-1, 1] -> [B, H, W] class indices of the nearest palette colour
+    (IGNORE where the nearest colour is an ignore colour)."""
+    if labels.shape[1] != 3:
+        raise ValueError(f"label maps must be RGB, got {labels.shape[1]} channel(s)")
+    colours = palette.float()
+    if ignore_colors is not None and len(ignore_colors):
+        colours = torch.cat([colours, ignore_colors.float()])
+    rgb = (labels.float().clamp(-1, 1) + 1) * 127.5
+    dist = ((rgb[:, None] - colours.to(rgb.device)[None, :, :, None, None]) ** 2).sum(2)  # [B, K, H, W]
+    cls = dist.argmin(1)
+    cls[cls >= len(palette)] = IGNORE
+    return cls
+
+
+# --- the segmenter --------------------------------------------------------------------------------------
+def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
+    )
+
+
+class Segmenter(nn.Module):
+    """A small fully convolutional segmenter for CPU budgets: a stem of two stride-2 convs (features at
+    1/4 resolution, enough for facade-scale layouts), ``depth`` levels of conv + stride-2 conv, a decoder
+    with skips back to 1/4, and class logits upsampled bilinearly to the input size."""
+
+    def __init__(self, num_classes: int, in_channels: int = 3, width: int = 32, depth: int = 3) -> None:
+        super().__init__()
+        w = [width * 2**i for i in range(depth + 1)]
+        self.stem = nn.Sequential(_conv(in_channels, w[0] // 2, stride=2), _conv(w[0] // 2, w[0], stride=2))
+        self.down = nn.ModuleList(
+            nn.Sequential(_conv(w[i], w[i]), _conv(w[i], w[i + 1], 2)) for i in range(depth)
+        )
+        self.up = nn.ModuleList(_conv(w[i + 1] + w[i], w[i]) for i in range(depth))
+        self.head = nn.Conv2d(w[0], num_classes, 1)
+        self.multiple = 2 ** (depth + 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        ph, pw = -h % self.multiple, -w % self.multiple
+        y = F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x  # any size in, same size out
+        skips = [y := self.stem(y)]
+        for block in self.down:
+            skips.append(y := block(y))
+        for i in range(len(self.up) - 1, -1, -1):
+            y = F.interpolate(y, size=skips[i].shape[-2:], mode="bilinear", align_corners=False)
+            y = self.up[i](torch.cat([y, skips[i]], 1))
+        y = F.interpolate(self.head(y), size=(h + ph, w + pw), mode="bilinear", align_corners=False)
+        return y[..., :h, :w]
+
+
+# --- scores ---------------------------------------------------------------------------------------------
+def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """[K, K] counts, rows = true class, columns = predicted; IGNORE targets are left out."""
+    keep = target != IGNORE
+    idx = target[keep].long() * num_classes + pred[keep].long()
+    return torch.bincount(idx, minlength=num_classes * num_classes).reshape(num_classes, num_classes).cpu()
+
+
+def segmentation_scores(conf: torch.Tensor) -> dict[str, float]:
+    """Per-pixel accuracy, mean per-class accuracy and mean class IoU of a confusion matrix, as the
+    Cityscapes evaluation used by the paper: classes absent from the ground truth have no accuracy
+    (left out of the mean); a class predicted but absent counts as IoU 0."""
+    conf = conf.double()
+    tp, gt, pred = conf.diag(), conf.sum(1), conf.sum(0)
+    union = gt + pred - tp
+    with np.errstate(divide="ignore", invalid="ignore"):
+        acc = (tp / gt)[gt > 0]
+        iou = (tp / union)[union > 0]
+    return {
+        "pixel_acc": float(tp.sum() / conf.sum()) if conf.sum() > 0 else float("nan"),
+        "class_acc": float(acc.mean()) if len(acc) else float("nan"),
+        "class_iou": float(iou.mean()) if len(iou) else float("nan"),
+    }
+
+
+# --- the dataset-specific scorer ------------------------------------------------------------------------
+def label_layout(datamodule: Any, labels_side: str = "auto") -> tuple[str | None, str]:
+    """Where the label maps are: ("input" | "target" | None, reason). The FCN-score needs them as input."""
+    name = (
+        "synthetic" if type(datamodule).__name__ == "SyntheticDataModule" else getattr(datamodule, "name", "")
+    )
+    side = LABEL_SIDE.get(name) if labels_side == "auto" else labels_side
+    if side not in ("A", "B"):
+        return None, (
+            f"dataset {name!r} has no known label maps; set fcn.labels_side=A or B if one half holds "
+            "colour-coded label maps"
+        )
+    is_input = (side == "A") == (datamodule.direction == "AtoB")
+    if not is_input:
+        return "target", f"{name}: the outputs are label maps (photo -> labels); the FCN-score scores photos"
+    if datamodule.in_channels != 3 or datamodule.out_channels != 3:
+        return None, "the FCN-score needs RGB label maps and photos (data.in_channels = out_channels = 3)"
+    return "input", ""
+
+
+def plain_dataset(ds: Any) -> Any:
+    """``ds`` without p2p's RAM cache (``p2p.data.cache.CachedPairs``, whose items may be uncropped for
+    on-device augmentation): items are plain {"input", "target", "path"} dicts, subsets are kept."""
+    if isinstance(ds, Subset):
+        return Subset(plain_dataset(ds.dataset), ds.indices)
+    while not hasattr(ds, "pairs") and not hasattr(ds, "num_samples") and hasattr(ds, "dataset"):
+        ds = ds.dataset
+    return ds
+
+
+def dataset_identity(datamodule: Any, ds: Any = None) -> dict[str, Any]:
+    """What a cached result depends on: the files of ``ds`` (default: the training split; names and sizes),
+    the training transform, the direction."""
+    ds = plain_dataset(datamodule.train_set if ds is None else ds)
+    ds = ds.dataset if isinstance(ds, Subset) else ds
+    t = datamodule.train_transform
+    ident: dict[str, Any] = {
+        "type": type(datamodule).__name__,
+        "name": getattr(datamodule, "name", None),
+        "direction": datamodule.direction,
+        "transform": [t.load_size, t.crop_size, t.preprocess, t.flip, t.size_divisor],
+    }
+    if hasattr(ds, "pairs"):  # files on disk: names relative to the root, and sizes
+        root = Path(ds.root)
+        ident["files"] = hashlib.sha256(
+            "\n".join(
+                f"{f.relative_to(root)}:{f.stat().st_size}"
+                for p in ds.pairs
+                for f in (p.a, p.b)
+                if f is not None
+            ).encode()
+        ).hexdigest()
+    else:  # generated data: its parameters
+        ident["data"] = {
+            k: getattr(ds, k, None) for k in ("num_samples", "seed", "image_size", "num_classes")
+        }
+    return ident
+
+
+def fcn_cache_dir(cache_dir: str | None = None) -> Path:
+    if cache_dir:
+        return Path(cache_dir).expanduser()
+    return Path(os.environ.get("P2P_CACHE") or Path.home() / ".cache" / "p2p").expanduser() / "fcn"
+
+
+def _palette_for(
+    datamodule: Any, settings: FcnSettings, side: str
+) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """(palette, ignore colours, where it came from)."""
+    if settings.palette is not None:
+        return np.asarray(settings.palette, np.uint8).reshape(-1, 3), None, "fcn.palette"
+    if type(datamodule).__name__ == "SyntheticDataModule":
+        from p2p.data.synthetic import PALETTE
+
+        return PALETTE[: datamodule.num_classes], None, "p2p.data.synthetic.PALETTE"
+    if getattr(datamodule, "name", "") == "cityscapes":
+        return (
+            np.asarray(CITYSCAPES_COLORS, np.uint8),
+            np.asarray(CITYSCAPES_VOID_COLORS, np.uint8),
+            "cityscapes",
+        )
+    ds = plain_dataset(datamodule.train_set)
+    idx = np.linspace(0, len(ds) - 1, min(len(ds), 200)).round().astype(int)
+    if hasattr(ds, "load_pair"):  # the raw label maps, before any resize blurs them
+        maps: Iterable[Image.Image] = (ds.load_pair(int(i))[0 if side == "A" else 1] for i in idx)
+    else:
+        maps = (_to_pil(ds[int(i)]["input"]) for i in idx)
+    palette = derive_palette(maps, settings.max_classes, settings.min_fraction, settings.min_separation)
+    return palette, None, f"derived from {len(idx)} training label maps"
+
+
+def _to_pil(t: torch.Tensor) -> Image.Image:
+    return Image.fromarray(((t.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy())
+
+
+class FcnScorer:
+    """A trained segmenter and its palette; ``score(labels, photos)`` -> confusion matrix."""
+
+    def __init__(self, segmenter: Segmenter, palette: torch.Tensor, ignore_colors: torch.Tensor | None,
+                 meta: dict[str, Any]) -> None:  # fmt: skip
+        self.segmenter, self.palette, self.ignore_colors, self.meta = (
+            segmenter.eval(),
+            palette,
+            ignore_colors,
+            meta,
+        )
+        self.num_classes = len(palette)
+
+    @torch.no_grad()
+    def confusion(self, labels: torch.Tensor, photos: torch.Tensor) -> torch.Tensor:
+        """Confusion matrix of the segmenter's classes for ``photos`` against ``labels`` (both [-1, 1])."""
+        device = next(self.segmenter.parameters()).device
+        target = colors_to_classes(labels.to(device), self.palette, self.ignore_colors)
+        pred = self.segmenter(photos.to(device).float()).argmax(1)
+        return confusion_matrix(pred, target, self.num_classes)
+
+    def to(self, device: torch.device | str) -> FcnScorer:
+        self.segmenter.to(device)
+        return self
+
+    @classmethod
+    def for_datamodule(cls, datamodule: Any, settings: FcnSettings | None = None) -> FcnScorer:
+        """The cached segmenter of this dataset, trained first if there is none."""
+        settings = settings or FcnSettings()
+        side, reason = label_layout(datamodule, settings.labels_side)
+        if side != "input":
+            raise ValueError(reason)
+        datamodule.setup("fit")
+        ident = dataset_identity(datamodule)
+        trained_by = {k: v for k, v in asdict(settings).items() if k != "cache_dir"}
+        key_src = {"version": VERSION, "dataset": ident, "settings": trained_by}
+        key = hashlib.sha256(json.dumps(key_src, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        path = fcn_cache_dir(settings.cache_dir) / f"{ident['name'] or 'data'}-{key}.pt"
+        if path.is_file():
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+            log.info("FCN-score: cached segmenter %s", path)
+        else:
+            raw_side = "A" if (datamodule.direction == "AtoB") else "B"  # labels are the input half
+            palette, ignore, source = _palette_for(datamodule, settings, raw_side)
+            log.info(
+                "FCN-score: training a %d-class segmenter (palette: %s) -> %s", len(palette), source, path
+            )
+            blob = _train(datamodule, settings, palette, ignore)
+            blob["meta"].update(key=key_src, palette_source=source)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".tmp{os.getpid()}")
+            torch.save(blob, tmp)
+            os.replace(tmp, path)  # atomic: concurrent runs (joblib, SLURM) never read half a file
+        seg = Segmenter(len(blob["palette"]), width=blob["meta"]["width"])
+        seg.load_state_dict(blob["state_dict"])
+        meta = {**blob["meta"], "path": str(path)}
+        return cls(seg, blob["palette"], blob.get("ignore_colors"), meta)
+
+
+def _train(datamodule: Any, s: FcnSettings, palette: np.ndarray, ignore: np.ndarray | None) -> dict[str, Any]:
+    """Train on the real photos of the training split (the target half) with its random crops and flips."""
+    pal = torch.from_numpy(palette.copy())
+    ign = torch.from_numpy(ignore.copy()) if ignore is not None else None
+    g = torch.Generator().manual_seed(s.seed)
+    torch.manual_seed(s.seed)
+    seg = Segmenter(len(pal), width=s.width)
+    opt = torch.optim.Adam(seg.parameters(), lr=s.lr)
+    # cosine decay to 0: a short schedule that needs no tuning per dataset
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda i: 0.5 * (1 + math.cos(math.pi * min(i, s.steps) / s.steps))
+    )
+    ds = plain_dataset(datamodule.train_set)
+    loader = DataLoader(ds, batch_size=min(s.batch_size, len(ds)), shuffle=True, drop_last=True, generator=g,
+                        num_workers=datamodule.num_workers, persistent_workers=datamodule.num_workers > 0)  # fmt: skip
+    seg.train()
+    step, t0, losses = 0, time.time(), []
+    while step < s.steps:
+        for batch in loader:
+            target = colors_to_classes(batch["input"], pal, ign)
+            loss = F.cross_entropy(seg(batch["target"]), target, ignore_index=IGNORE)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            losses.append(loss.item())
+            step += 1
+            if step % 200 == 0 or step == s.steps:
+                log.info(
+                    "FCN segmenter step %d/%d loss %.3f", step, s.steps, sum(losses[-50:]) / len(losses[-50:])
+                )
+            if step >= s.steps:
+                break
+    meta = {"width": s.width, "steps": s.steps, "train_seconds": round(time.time() - t0, 1),
+            "final_loss": sum(losses[-50:]) / max(1, len(losses[-50:])), "num_train": len(ds)}  # fmt: skip
+    blob: dict[str, Any] = {"state_dict": seg.state_dict(), "palette": pal, "meta": meta}
+    if ign is not None:
+        blob["ignore_colors"] = ign
+    return blob

@@ -1,0 +1,123 @@
+"""p2p-eval: the CLI's JSON line and files, the Python API, inference modes, the end-of-training hook, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import compose_train
+from p2p.eval import evaluate, evaluate_checkpoint
+from p2p.train import train
+
+REQUIRED = ["l1", "psnr", "ssim", "fid", "kid", "fcn_pixel_acc", "fcn_class_acc", "fcn_class_iou", "inference",
+            "num_images"]  # fmt: skip
+# tiny segmenter settings: the FCN-score's machinery in seconds (its quality is tested in test_metrics.py)
+FAST_FCN = ["fcn.steps=10", "fcn.width=8"]
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A debug=smoke checkpoint on the synthetic data (labels -> photo)."""
+    run = tmp_path_factory.mktemp("train")
+    result = train(compose_train(["debug=smoke"], run))
+    return Path(result["last_ckpt"])
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("P2P_CACHE", str(tmp_path / "cache"))  # segmenters and FID features: never ~/.cache
+
+
+def eval_cfg(ckpt: Path, out: Path, *overrides: str):
+    return compose_train(["debug=smoke", f"ckpt_path={ckpt}", *FAST_FCN, *overrides], out, config_name="eval")
+
+
+@pytest.mark.slow
+def test_cli_prints_the_metrics_as_json_on_its_last_line(ckpt: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    env = {**os.environ, "P2P_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "p2p.eval",
+        f"ckpt_path={ckpt}",
+        "debug=smoke",
+        *FAST_FCN,
+        f"hydra.run.dir={run}",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    last = proc.stdout.strip().splitlines()[-1]
+    metrics = json.loads(last)
+    assert set(REQUIRED) <= set(metrics)
+    assert metrics["inference"] == "eval" and metrics["num_images"] == 4  # debug=smoke: 4 images
+    assert all(isinstance(metrics[k], float) for k in REQUIRED[:8])
+    assert 0 <= metrics["fcn_real_pixel_acc"] <= 1 and metrics["fid"] >= 0
+    assert json.loads((run / "metrics.json").read_text()) == metrics
+    assert (run / "images" / "eval_test.png").is_file()
+    assert sorted(p.name for p in (run / "samples").iterdir())[:3] == ["000_input.png", "000_output.png",
+                                                                       "000_target.png"]  # fmt: skip
+
+
+def test_paper_mode_is_stochastic_and_recorded(ckpt: Path, tmp_path: Path) -> None:
+    """Paper mode keeps dropout on (section 6.2): two seeds give different outputs; eval mode does not."""
+    m = ["metrics=[l1,psnr,ssim]"]
+    a = evaluate(eval_cfg(ckpt, tmp_path / "a", "inference=paper", "seed=1", *m))
+    b = evaluate(eval_cfg(ckpt, tmp_path / "b", "inference=paper", "seed=2", *m))
+    c = evaluate(eval_cfg(ckpt, tmp_path / "c", "inference=eval", "seed=1", *m))
+    d = evaluate(eval_cfg(ckpt, tmp_path / "d", "inference=eval", "seed=2", *m))
+    assert a["inference"] == "paper" and c["inference"] == "eval"
+    assert a["l1"] != b["l1"] and c["l1"] == d["l1"]
+    assert set(a) >= {"l1", "psnr", "ssim"} and "fid" not in a and "fcn_pixel_acc" not in a
+
+
+def test_max_samples_and_val_split(ckpt: Path, tmp_path: Path) -> None:
+    out = evaluate(eval_cfg(ckpt, tmp_path, "metrics=[l1]", "split=val", "max_samples=3"))
+    assert out["num_images"] == 3 and out["split"] == "val"
+
+
+def test_fcn_score_is_null_with_a_reason_for_photo_to_labels(ckpt: Path, tmp_path: Path) -> None:
+    out = evaluate(eval_cfg(ckpt, tmp_path, "metrics=[fcn]", "data.direction=BtoA"))
+    assert out["fcn_pixel_acc"] is None and out["fcn_real_class_iou"] is None
+    assert "photo -> labels" in out["notes"]["fcn"]
+
+
+def test_bad_input_names_the_key(ckpt: Path, tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"nowhere\.ckpt"):
+        evaluate(eval_cfg(tmp_path / "nowhere.ckpt", tmp_path))
+    with pytest.raises(ValueError, match="ckpt_path is required"):
+        evaluate(compose_train(["debug=smoke"], tmp_path, config_name="eval"))
+    with pytest.raises(ValueError, match=r"data\.in_channels=1"):
+        evaluate(eval_cfg(ckpt, tmp_path, "data.in_channels=1"))
+    with pytest.raises(ValueError, match="split"):
+        evaluate(eval_cfg(ckpt, tmp_path, "split=train"))
+    with pytest.raises(ValueError, match="inference"):
+        evaluate(eval_cfg(ckpt, tmp_path, "inference=fast"))
+    with pytest.raises(ValueError, match="bogus"):
+        evaluate(eval_cfg(ckpt, tmp_path, "metrics=[l1,bogus]"))
+
+
+def test_evaluate_checkpoint_matches_validation_metrics(ckpt: Path, tmp_path: Path) -> None:
+    """Same images, same mode: p2p-eval's l1/psnr on the capped val split equal the run's last val/l1, val/psnr."""
+    import csv
+
+    with open(ckpt.parents[1] / "csv" / "version_0" / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    val = [r for r in rows if r.get("val/l1")][-1]
+    out = evaluate_checkpoint(ckpt, eval_cfg(ckpt, tmp_path, "metrics=[l1,psnr]", "split=val"), tmp_path)
+    assert out["l1"] == pytest.approx(float(val["val/l1"]), rel=1e-4)
+    assert out["psnr"] == pytest.approx(float(val["val/psnr"]), rel=1e-4)
+
+
+def test_training_ends_with_an_evaluation_when_asked(tmp_path: Path) -> None:
+    cfg = compose_train(["debug=smoke", "loss=l1", "eval_after_train=true", "+metrics=[l1,ssim,fcn]",
+                         "+fcn.steps=10", "+fcn.width=8"], tmp_path)  # fmt: skip
+    result = train(cfg)
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved == result["eval"] and saved["checkpoint"] == result["last_ckpt"]
+    assert saved["fcn_real_pixel_acc"] is not None and saved["model"]["loss"]["gan_weight"] == 0.0
