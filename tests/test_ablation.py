@@ -1,0 +1,126 @@
+"""The paper's ablations as sweeps: experiment configs, multirun through each launcher, p2p-report's table."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from PIL import Image
+
+from conftest import FACADES
+from p2p.config import config_dir
+from p2p.report import main as report_main
+from p2p.report import markdown
+
+SWEEPS = {
+    "ablation_loss": {"loss": "l1,gan,cgan,l1_gan,l1_cgan"},
+    "ablation_patch": {"model": "unet_patch1,unet_patch16,unet_patch70,unet_patch286"},
+    "ablation_generator": {"model": "encdec_patch70,unet_patch70", "loss": "l1,l1_cgan"},
+}
+# seconds per run: FID/KID and a tiny segmenter on debug=smoke's 4 test images
+FAST_EVAL = ["+fcn.steps=10", "+fcn.width=8"]
+
+
+@pytest.mark.parametrize("experiment", sorted(SWEEPS))
+def test_each_experiment_carries_its_sweep_and_evaluates(experiment: str) -> None:
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose("train", overrides=[f"experiment={experiment}"], return_hydra_config=True)
+    assert dict(cfg.hydra.sweeper.params) == SWEEPS[experiment]
+    assert cfg.eval_after_train is True and list(cfg.ablation["keys"]) == list(SWEEPS[experiment])
+    for group, options in SWEEPS[experiment].items():
+        for option in options.split(","):  # every swept option is a config that exists
+            assert (config_dir() / group / f"{option}.yaml").is_file(), (group, option)
+
+
+def fake_run(sweep: Path, num: int, loss: str, fid: float, size: int = 8) -> None:
+    run = sweep / f"{num}_loss={loss}"
+    (run / "samples").mkdir(parents=True)
+    metrics = {"fid": fid, "kid": 0.1, "psnr": 12.0, "ssim": 0.3, "fcn_pixel_acc": 0.5, "fcn_class_acc": 0.2,
+               "fcn_class_iou": 0.1, "fcn_real_pixel_acc": 0.8, "fcn_real_class_acc": 0.6, "fcn_real_class_iou": 0.4,
+               "color_hist_L": 0.9, "color_hist_a": 0.8, "color_hist_b": 0.7, "inference": "eval", "num_images": 106,
+               "split": "test", "dataset": "facades", "resolution": [size, size],
+               "choices": {"loss": loss, "model": "unet_patch70"}, "ablation": {"name": "loss", "keys": ["loss"]}}  # fmt: skip
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    for i in range(2):
+        for kind in ("input", "output", "target"):
+            Image.new("RGB", (size, size), (num * 40, i * 100, 0)).save(
+                run / "samples" / f"{i:03d}_{kind}.png"
+            )
+
+
+def test_report_prints_the_papers_table_and_writes_the_figure(tmp_path: Path, capsys) -> None:
+    losses = ["l1", "gan", "cgan", "l1_gan", "l1_cgan"]
+    for num, loss in enumerate(losses):
+        fake_run(tmp_path, num, loss, fid=100.0 + num)
+    (tmp_path / "5_loss=broken" / ".hydra").mkdir(parents=True)  # a run that died before its evaluation
+    assert report_main([str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| ")]
+    assert rows[0].startswith("| Loss | Per-pixel acc. | Per-class acc. | Class IOU | FID")
+    assert [r.split(" | ")[0][2:] for r in rows[1:7]] == [
+        "L1",
+        "GAN",
+        "cGAN",
+        "L1+GAN",
+        "L1+cGAN",
+        "Ground truth",
+    ]
+    assert rows[1].split(" | ")[1:5] == ["0.50", "0.20", "0.10", "100.0"]
+    assert rows[6].split(" | ")[1:4] == ["0.80", "0.60", "0.40"]  # the segmenter on real photos
+    assert "5_loss=broken" in out and (tmp_path / "report.md").read_text() == out
+    fig = Image.open(tmp_path / "report.png")
+    assert fig.size[0] > 7 * 8 and fig.size[1] > 2 * 8  # input, five variants, ground truth; two rows
+
+
+def test_report_errors_name_the_folder(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as e:
+        report_main([str(tmp_path / "missing")])
+    assert e.value.code == 2
+    with pytest.raises(ValueError, match=r"metrics\.json"):
+        markdown([])
+
+
+def p2p(*args: str, cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess[str]:
+    """Run a console script (p2p-train, p2p-report) as a user would, caches in cwd."""
+    env = {**os.environ, "P2P_CACHE": str(cwd / "cache"), "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "1"}
+    exe = Path(sys.executable).with_name(args[0])
+    proc = subprocess.run(
+        [str(exe), *args[1:]], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    return proc
+
+
+@pytest.mark.slow
+def test_loss_ablation_smoke_sweep_on_facades_then_report(tmp_path: Path) -> None:
+    """The acceptance run: five losses, each with a checkpoint and metrics.json; p2p-report's five rows."""
+    data = ["data=facades", f"data.root={FACADES}"] if (FACADES / "train").is_dir() else ["data=synthetic"]
+    sweep = tmp_path / "sweep"
+    p2p("p2p-train", "-m", "experiment=ablation_loss", "debug=smoke", *data, *FAST_EVAL, f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path)  # fmt: skip
+    runs = sorted(p for p in sweep.iterdir() if (p / "metrics.json").is_file())
+    assert len(runs) == 5 and all((r / "checkpoints" / "last.ckpt").is_file() for r in runs)
+    out = p2p("p2p-report", str(sweep), cwd=tmp_path).stdout
+    rows = [line.split(" | ") for line in out.splitlines() if line.startswith("| ")][1:7]
+    assert [r[0][2:] for r in rows] == ["L1", "GAN", "cGAN", "L1+GAN", "L1+cGAN", "Ground truth"]
+    for r in rows[:5]:  # FCN columns and FID are numbers
+        [float(v) for v in r[1:5]]
+    assert (sweep / "report.png").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
+def test_launchers_run_a_two_run_sweep(launcher: str, tmp_path: Path) -> None:
+    """Local parallel runs (joblib) and SLURM's launcher (submitit, tested through its local executor)."""
+    pytest.importorskip({"joblib": "hydra_plugins.hydra_joblib_launcher",
+                         "submitit_local": "hydra_plugins.hydra_submitit_launcher"}[launcher])  # fmt: skip
+    sweep = tmp_path / "sweep"
+    p2p("p2p-train", "-m", "experiment=ablation_loss", "loss=l1,l1_cgan", "debug=smoke", f"hydra/launcher={launcher}",
+        "+metrics=[l1,psnr]", f"hydra.sweep.dir={sweep}", cwd=tmp_path)  # fmt: skip
+    done = {json.loads(p.read_text())["choices"]["loss"] for p in sweep.glob("*/metrics.json")}
+    assert done == {"l1", "l1_cgan"}
