@@ -78,9 +78,10 @@ def evaluate_checkpoint(ckpt_path: str | Path, cfg: DictConfig, out_dir: str | P
 
 
 def evaluate_model(
-    model: Any, cfg: DictConfig, out_dir: str | Path, checkpoint: str | None = None
+    model: Any, cfg: DictConfig, out_dir: str | Path, checkpoint: Any = None
 ) -> dict[str, Any]:
-    """Evaluate a ``Pix2Pix`` module (its generator ``model.G``); ``checkpoint`` is only recorded."""
+    """Evaluate a ``Pix2Pix`` module (its generator ``model.G``); ``checkpoint`` (a path) is only recorded."""
+    checkpoint = str(checkpoint) if checkpoint else None
     t0 = time.time()
     cfg = eval_settings(cfg)
     split, mode, wanted = cfg.split, cfg.inference, list(cfg.metrics)
