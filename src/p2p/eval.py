@@ -108,7 +108,7 @@ def evaluate_model(
     notes: dict[str, str] = {}
     fcn = None
     if "fcn" in wanted:
-        fcn, why = _fcn_scorer(dm, cfg)
+        fcn, why = _fcn_scorer(dm, cfg, device)
         if fcn is None:
             notes["fcn"] = why
             log.info("FCN-score skipped: %s", why)
@@ -166,12 +166,12 @@ def evenly_spaced(ds: Any, n: int | None) -> Any:
     return Subset(ds, torch.linspace(0, len(ds) - 1, n).round().long().tolist())
 
 
-def _fcn_scorer(dm: Any, cfg: DictConfig) -> tuple[FcnScorer | None, str]:
+def _fcn_scorer(dm: Any, cfg: DictConfig, device: torch.device) -> tuple[FcnScorer | None, str]:
     settings = FcnSettings.from_dict(OmegaConf.to_container(cfg.fcn, resolve=True))  # type: ignore[arg-type]
     side, why = label_layout(dm, settings.labels_side)
     if side != "input":
         return None, why
-    return FcnScorer.for_datamodule(dm, settings), ""
+    return FcnScorer.for_datamodule(dm, settings, device), ""
 
 
 def _real_features(dm: Any, dataset: Any, split: str, cfg: DictConfig, device: torch.device) -> torch.Tensor:

@@ -324,8 +324,10 @@ class FcnScorer:
         return self
 
     @classmethod
-    def for_datamodule(cls, datamodule: Any, settings: FcnSettings | None = None) -> FcnScorer:
-        """The cached segmenter of this dataset, trained first if there is none."""
+    def for_datamodule(
+        cls, datamodule: Any, settings: FcnSettings | None = None, device: torch.device | str = "cpu"
+    ) -> FcnScorer:
+        """The cached segmenter of this dataset, trained first (on ``device``) if there is none."""
         settings = settings or FcnSettings()
         side, reason = label_layout(datamodule, settings.labels_side)
         if side != "input":
@@ -345,7 +347,7 @@ class FcnScorer:
             log.info(
                 "FCN-score: training a %d-class segmenter (palette: %s) -> %s", len(palette), source, path
             )
-            blob = _train(datamodule, settings, palette, ignore)
+            blob = _train(datamodule, settings, palette, ignore, torch.device(device))
             blob["meta"].update(key=key_src, palette_source=source)
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".tmp{os.getpid()}")
@@ -357,13 +359,15 @@ class FcnScorer:
         return cls(seg, blob["palette"], blob.get("ignore_colors"), meta)
 
 
-def _train(datamodule: Any, s: FcnSettings, palette: np.ndarray, ignore: np.ndarray | None) -> dict[str, Any]:
+def _train(
+    datamodule: Any, s: FcnSettings, palette: np.ndarray, ignore: np.ndarray | None, device: torch.device
+) -> dict[str, Any]:
     """Train on the real photos of the training split (the target half) with its random crops and flips."""
     pal = torch.from_numpy(palette.copy())
     ign = torch.from_numpy(ignore.copy()) if ignore is not None else None
     g = torch.Generator().manual_seed(s.seed)
     torch.manual_seed(s.seed)
-    seg = Segmenter(len(pal), width=s.width)
+    seg = Segmenter(len(pal), width=s.width).to(device)
     opt = torch.optim.Adam(seg.parameters(), lr=s.lr)
     # cosine decay to 0: a short schedule that needs no tuning per dataset
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -376,8 +380,8 @@ def _train(datamodule: Any, s: FcnSettings, palette: np.ndarray, ignore: np.ndar
     step, t0, losses = 0, time.time(), []
     while step < s.steps:
         for batch in loader:
-            target = colors_to_classes(batch["input"], pal, ign)
-            loss = F.cross_entropy(seg(batch["target"]), target, ignore_index=IGNORE)
+            target = colors_to_classes(batch["input"].to(device), pal, ign)
+            loss = F.cross_entropy(seg(batch["target"].to(device)), target, ignore_index=IGNORE)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -392,7 +396,8 @@ def _train(datamodule: Any, s: FcnSettings, palette: np.ndarray, ignore: np.ndar
                 break
     meta = {"width": s.width, "steps": s.steps, "train_seconds": round(time.time() - t0, 1),
             "final_loss": sum(losses[-50:]) / max(1, len(losses[-50:])), "num_train": len(ds)}  # fmt: skip
-    blob: dict[str, Any] = {"state_dict": seg.state_dict(), "palette": pal, "meta": meta}
+    state = {k: v.cpu() for k, v in seg.state_dict().items()}
+    blob: dict[str, Any] = {"state_dict": state, "palette": pal, "meta": meta}
     if ign is not None:
         blob["ignore_colors"] = ign
     return blob
