@@ -230,3 +230,13 @@ def test_facades_segmenter_finds_12_classes_and_beats_the_majority_class(facades
     majority = float(conf.sum(1).max() / conf.sum())
     assert scores["pixel_acc"] > majority + 0.05, (scores, majority)
     assert scores["class_acc"] > 2 / 12, scores  # chance: 1/12
+
+
+def test_a_bad_palette_is_named(tmp_path) -> None:
+    dm = SyntheticDataModule(
+        num_train=4, num_test=2, image_size=64, load_size=64, crop_size=64, num_workers=0
+    )
+    with pytest.raises(ValueError, match=r"fcn\.palette"):
+        FcnScorer.for_datamodule(
+            dm, FcnSettings(steps=1, palette=[[300, 0, 0], [0, 0, 0]], cache_dir=str(tmp_path))
+        )

@@ -116,7 +116,7 @@ def derive_palette(
         if all(np.abs(colour - p).max() > min_separation for p in peaks):
             peaks.append(colour)
     centers = np.stack(peaks).astype(np.float32)
-    sample = px[:: max(1, len(px) // 500_000)].astype(np.float32)  # refinement needs no more than this
+    sample = px[:: max(1, len(px) // 200_000)].astype(np.float32)  # refinement needs no more than this
     nearest = ((sample[:, None] - centers[None]) ** 2).sum(-1).argmin(1)
     for k in range(len(centers)):
         if (nearest == k).any():
@@ -273,7 +273,12 @@ def _palette_for(
 ) -> tuple[np.ndarray, np.ndarray | None, str]:
     """(palette, ignore colours, where it came from)."""
     if settings.palette is not None:
-        return np.asarray(settings.palette, np.uint8).reshape(-1, 3), None, "fcn.palette"
+        given = np.asarray(settings.palette)
+        if given.ndim != 2 or given.shape[1] != 3 or len(given) < 2 or given.min() < 0 or given.max() > 255:
+            raise ValueError(
+                f"fcn.palette must be a list of at least 2 [r, g, b] colours in 0..255, got {settings.palette}"
+            )
+        return given.astype(np.uint8), None, "fcn.palette"
     if type(datamodule).__name__ == "SyntheticDataModule":
         from p2p.data.synthetic import PALETTE
 
