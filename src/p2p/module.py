@@ -21,6 +21,16 @@ from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMe
 from p2p.errors import NonFiniteLossError
 from p2p.inference import INFERENCE_MODES, inference_mode
 from p2p.losses import Objective, discriminator_loss, gan_loss
+from p2p.perf import (
+    compile_mode,
+    compile_modules,
+    fused_adam_available,
+    match_optimizer_state_layout,
+    nhwc,
+    resolve_channels_last,
+    to_channels_last,
+    to_contiguous,
+)
 from p2p.registry import create_model
 
 log = logging.getLogger(__name__)
@@ -43,6 +53,9 @@ class Pix2Pix(L.LightningModule):
         val_inference: str = "eval",  # how validation runs G: eval (deterministic) or paper (section 6.2)
         num_grid_images: int = 8,  # validation images shown in the input | output | target grid
         on_nonfinite: str = "error",  # a NaN/inf loss term: error (stop, naming it) or skip (that optimiser step)
+        channels_last: bool | str = "auto",  # NHWC while training; auto: CUDA only (p2p.perf)
+        compile: bool | str = False,  # torch.compile G and D: true or a mode (p2p.perf.COMPILE_MODES)
+        cuda_graphs: bool = False,  # CUDA graphs via compile mode reduce-overhead: for batch-1 training on GPU
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -65,6 +78,11 @@ class Pix2Pix(L.LightningModule):
             raise ValueError(f"on_nonfinite must be one of {NONFINITE_ACTIONS}, got {on_nonfinite!r}")
         self.on_nonfinite, self.skipped_steps = on_nonfinite, 0
         self._buffers_before: list[tuple[torch.Tensor, torch.Tensor]] = []
+        if channels_last not in (True, False, "auto"):
+            raise ValueError(f"channels_last must be true, false or auto, got {channels_last!r}")
+        self.channels_last_option, self.channels_last = channels_last, False  # resolved in setup()
+        self.compile_mode = compile_mode(compile, cuda_graphs)  # checked here: a typo fails before training
+        self._compiled = False
 
         self.G = create_model(
             generator.pop("name"), in_channels=in_channels, out_channels=out_channels, **generator
@@ -88,9 +106,31 @@ class Pix2Pix(L.LightningModule):
         assert self.D is not None
         return self.D(torch.cat([x, y], 1) if self.objective.conditional else y)
 
+    # --- speed (p2p.perf): layout and compilation change how the networks run, never what they compute ----
+    def setup(self, stage: str) -> None:
+        device = self.trainer.strategy.root_device.type  # setup runs before the move to the device
+        self.channels_last = resolve_channels_last(self.channels_last_option, device)
+        if self.channels_last:
+            to_channels_last(self.G, self.D)
+        if self.compile_mode is not None and not self._compiled:
+            if self.compile_mode == "reduce-overhead" and device != "cuda":
+                raise ValueError(f"model.cuda_graphs=true needs a CUDA device; this run is on {device}")
+            compile_modules(self.compile_mode, self.G, self.D)
+            self._compiled = True
+
+    def teardown(self, stage: str) -> None:
+        if self.channels_last:  # exporters and safetensors expect NCHW weights
+            to_contiguous(self.G, self.D)
+
+    def on_train_start(self) -> None:
+        # a resumed optimiser state stored in another layout than the parameters (see the function)
+        for opt in self._optimizers():
+            if opt is not None:
+                match_optimizer_state_layout(opt.optimizer if hasattr(opt, "optimizer") else opt)
+
     # --- the algorithm ----------------------------------------------------------------------------------
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        x, y = batch["input"], batch["target"]
+        x, y = nhwc(batch["input"], self.channels_last), nhwc(batch["target"], self.channels_last)
         opt_g, opt_d = self._optimizers()
         obj = self.objective
         if self.on_nonfinite == "skip":  # a skipped step must not leave NaN BatchNorm statistics behind
@@ -165,7 +205,8 @@ class Pix2Pix(L.LightningModule):
     def configure_optimizers(self) -> Any:
         o = self.optim
         n_epochs, n_decay = int(o["n_epochs"]), int(o["n_epochs_decay"])
-        fused = self.device.type == "cuda" if o.get("fused") is None else bool(o["fused"])
+        # fused Adam: one kernel over all parameters; the same update up to float rounding (p2p.perf)
+        fused = fused_adam_available(self.device.type) if o.get("fused") is None else bool(o["fused"])
 
         def linear(epoch: int) -> float:  # the reference's "linear" policy (epoch_count = 1)
             return 1.0 - max(0, epoch + 1 - n_epochs) / float(n_decay + 1)

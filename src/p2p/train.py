@@ -19,6 +19,7 @@ from p2p.checkpoint_io import AtomicCheckpointIO
 from p2p.config import config_dir
 from p2p.config_check import check_config, explain_overrides
 from p2p.errors import P2PError, short_message
+from p2p.perf import resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,11 @@ def build_trainer(cfg: DictConfig, **extra: Any) -> L.Trainer:
     if trainer_cfg.get("strategy") == "ddp":
         # manual GAN steps leave G's parameters out of D's backward: DDP must look for unused parameters
         trainer_cfg["strategy"] = "ddp_find_unused_parameters_true"
+    # speed (p2p.perf): precision=auto -> bf16-mixed where the hardware computes in bf16, else 32; cudnn
+    # autotuning unless the run asks to be deterministic
+    trainer_cfg["precision"] = resolve_precision(trainer_cfg.get("precision"), trainer_cfg.get("accelerator"))
+    if trainer_cfg.get("benchmark") is None and not trainer_cfg.get("deterministic"):
+        trainer_cfg["benchmark"] = True
     if "plugins" not in trainer_cfg:  # checkpoints written all-or-nothing (p2p.checkpoint_io)
         extra.setdefault("plugins", [AtomicCheckpointIO()])
     return instantiate(

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from p2p.data.cache import CACHE_MODES, DEVICE_AUGMENT, CachedPairs, augment_on_device
 from p2p.data.dataset import DIRECTIONS, Pair, PairedImageDataset, PairFiles, split_folders
 from p2p.data.download import ensure_dataset, get_info
 from p2p.data.sampler import EpochSampler, SeededItems
@@ -42,6 +44,11 @@ class _PairsDataModule(L.LightningDataModule):
         pin_memory: bool,
         max_val_samples: int | None,
         seed: int,
+        *,
+        cache: str = "none",
+        cache_max_mb: int = 2048,
+        persistent_workers: bool = True,
+        device_augment: bool | str = False,
     ) -> None:
         super().__init__()
         if direction not in DIRECTIONS:
@@ -59,6 +66,15 @@ class _PairsDataModule(L.LightningDataModule):
         self.eval_transform = PairTransform(load_size, crop_size, preprocess, flip, size_divisor, train=False)
         self.batch_size, self.num_workers, self.pin_memory = batch_size, num_workers, pin_memory
         self.max_val_samples, self.seed = max_val_samples, seed
+        # speed (p2p.data.cache): decoded images in RAM, crop/flip on the accelerator, workers kept alive
+        if cache not in CACHE_MODES:
+            raise ValueError(f"cache must be one of {CACHE_MODES}, got {cache!r}")
+        if device_augment not in DEVICE_AUGMENT:
+            raise ValueError(f"device_augment must be one of {DEVICE_AUGMENT}, got {device_augment!r}")
+        if device_augment is True and cache == "none":
+            raise ValueError("device_augment=true crops cached images: it needs cache=ram or cache=auto")
+        self.cache, self.cache_max_mb, self.device_augment = cache, cache_max_mb, device_augment
+        self.persistent_workers = persistent_workers
         self.train_set: Dataset[Pair] | None = None
         self.val_set: Dataset[Pair] | None = None
         self.test_set: Dataset[Pair] | None = None
@@ -93,14 +109,51 @@ class _PairsDataModule(L.LightningDataModule):
             sampler=sampler,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory and torch.cuda.is_available(),
-            persistent_workers=self.num_workers > 0,  # no re-fork every epoch (facades epochs are short)
+            persistent_workers=self.persistent_workers and self.num_workers > 0,  # no re-fork every epoch
             # its own generator, so that creating an iterator (which draws the workers' base seed) never
             # advances the global RNG that dropout draws from: a resumed run's extra iterators change nothing
             generator=torch.Generator().manual_seed(self.seed),
         )
 
+    def _cached(self, ds: Dataset[Pair]) -> Dataset[Pair]:
+        """``ds`` behind a RAM cache of decoded, resized images when ``cache`` asks for one and (``auto``) its
+        estimated size, one copy per persistent worker, fits ``cache_max_mb``."""
+        if self.cache == "none" or not isinstance(ds, (PairedImageDataset, SyntheticPairs)) or not len(ds):
+            return ds
+        cached = CachedPairs(ds)
+        if self.cache == "auto":
+            if self.num_workers > 0 and not self.persistent_workers:
+                return ds  # workers forked anew each epoch would refill their cache every epoch
+            mb = cached.nbytes(0) * len(ds) * max(1, self.num_workers) / 2**20
+            if mb > self.cache_max_mb:
+                log.info(
+                    "not caching %d pairs: ~%.0f MB > data.cache_max_mb=%d", len(ds), mb, self.cache_max_mb
+                )
+                return ds
+        return cached
+
     def train_dataloader(self) -> DataLoader[Pair]:
-        return self._loader(self.train_set, "fit", shuffle=True)
+        if self.train_set is None:
+            self.setup("fit")
+        ds = self.train_set
+        if isinstance(ds, CachedPairs):
+            ds.device_augment = self._device_augment(ds)
+        return self._loader(ds, "fit", shuffle=True)
+
+    def _device_augment(self, ds: CachedPairs) -> bool:
+        if self.device_augment != "auto":
+            return bool(self.device_augment)
+        # auto: where the workers would otherwise be the bottleneck (a CUDA trainer), and batches can be
+        # collated before the crop (every image is resized to load_size x load_size)
+        trainer = self.trainer
+        on_cuda = trainer is not None and trainer.strategy.root_device.type == "cuda"
+        return on_cuda and (ds.transform.preprocess == "resize_and_crop" or self.batch_size == 1)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if isinstance(batch, dict) and "crop" in batch:  # a device_augment batch: crop and flip it here
+            pre = self.train_transform.preprocess
+            return augment_on_device(batch, self.train_transform.crop_size if pre.endswith("crop") else None)
+        return batch
 
     def val_dataloader(self) -> DataLoader[Pair]:
         return self._loader(self.val_set, "validate")
@@ -141,10 +194,15 @@ class PairedDataModule(_PairsDataModule):
         cache_dir: str | None = None,
         seed: int = 0,
         on_bad_file: str = "error",  # error: stop, listing every bad file; skip: warn and train on the rest
+        cache: str = "auto",  # auto | ram | none: decoded, resized images kept in RAM (p2p.data.cache)
+        cache_max_mb: int = 2048,  # auto caches only if ~this fits (one copy per worker)
+        persistent_workers: bool = True,
+        device_augment: bool | str = "auto",  # crop/flip on the accelerator; auto: CUDA + cache
     ) -> None:
         super().__init__(
             direction, in_channels, out_channels, load_size, crop_size, preprocess, flip, size_divisor,
-            batch_size, num_workers, pin_memory, max_val_samples, seed,
+            batch_size, num_workers, pin_memory, max_val_samples, seed, cache=cache, cache_max_mb=cache_max_mb,
+            persistent_workers=persistent_workers, device_augment=device_augment,
         )  # fmt: skip
         if on_bad_file not in ON_BAD_FILE:
             raise ValueError(f"on_bad_file must be one of {ON_BAD_FILE}, got {on_bad_file!r}")
@@ -210,11 +268,12 @@ class PairedDataModule(_PairsDataModule):
         root = self.dataset_root()
         self.check_data(root, stage)
         if stage in (None, "fit") and self.train_set is None:
-            self.train_set = self._dataset(root, "train", train=True)
+            self.train_set = self._cached(self._dataset(root, "train", train=True))
         if stage in (None, "fit", "validate") and self.val_set is None:
-            self.val_set = self._cap_val(self._dataset(root, self.resolve_val_split(root), train=False))
+            val = self._dataset(root, self.resolve_val_split(root), train=False)
+            self.val_set = self._cap_val(self._cached(val))
         if stage in (None, "test", "predict") and self.test_set is None:
-            self.test_set = self._dataset(root, self.test_split, train=False)
+            self.test_set = self._cached(self._dataset(root, self.test_split, train=False))
 
 
 class SyntheticDataModule(_PairsDataModule):
@@ -246,10 +305,15 @@ class SyntheticDataModule(_PairsDataModule):
         num_workers: int = 4,
         pin_memory: bool = True,
         max_val_samples: int | None = None,
+        cache: str = "auto",  # auto | ram | none: rendered, resized images kept in RAM (p2p.data.cache)
+        cache_max_mb: int = 2048,
+        persistent_workers: bool = True,
+        device_augment: bool | str = "auto",
     ) -> None:
         super().__init__(
             direction, in_channels, out_channels, load_size, crop_size, preprocess, flip, size_divisor,
-            batch_size, num_workers, pin_memory, max_val_samples, seed,
+            batch_size, num_workers, pin_memory, max_val_samples, seed, cache=cache, cache_max_mb=cache_max_mb,
+            persistent_workers=persistent_workers, device_augment=device_augment,
         )  # fmt: skip
         self.sizes = {"train": num_train, "val": num_val, "test": num_test}
         self.image_size, self.num_classes = image_size, num_classes
@@ -262,8 +326,8 @@ class SyntheticDataModule(_PairsDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit") and self.train_set is None:
-            self.train_set = self._dataset("train", train=True)
+            self.train_set = self._cached(self._dataset("train", train=True))
         if stage in (None, "fit", "validate") and self.val_set is None:
-            self.val_set = self._cap_val(self._dataset("val", train=False))
+            self.val_set = self._cap_val(self._cached(self._dataset("val", train=False)))
         if stage in (None, "test", "predict") and self.test_set is None:
-            self.test_set = self._dataset("test", train=False)
+            self.test_set = self._cached(self._dataset("test", train=False))
