@@ -231,10 +231,13 @@ class Pix2Pix(L.LightningModule):
         with inference_mode(self.G, self.val_inference):
             fake = self.G(x).float()
         y = y.float()
-        self.val_l1.update(F.l1_loss(fake, y, reduction="none").mean(dim=(1, 2, 3)))
-        fake01, y01 = (fake.clamp(-1, 1) + 1) / 2, (y + 1) / 2
-        self.val_psnr.update(fake01, y01)
-        self.val_ssim.update(fake01, y01)
+        # metrics in fp32 even under bf16-mixed: SSIM's Gaussian windows are convolutions, which autocast
+        # would run in bf16, and its variances (E[x^2] - E[x]^2) cancel catastrophically at that precision
+        with torch.autocast(x.device.type, enabled=False):
+            self.val_l1.update(F.l1_loss(fake, y, reduction="none").mean(dim=(1, 2, 3)))
+            fake01, y01 = (fake.clamp(-1, 1) + 1) / 2, (y + 1) / 2
+            self.val_psnr.update(fake01, y01)
+            self.val_ssim.update(fake01, y01)
         self.log("val/l1", self.val_l1, prog_bar=True)
         self.log("val/psnr", self.val_psnr, prog_bar=True)
         self.log("val/ssim", self.val_ssim)
