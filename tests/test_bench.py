@@ -66,3 +66,17 @@ def test_bench_names_what_is_wrong(compose_train, tmp_path) -> None:
     with pytest.raises(ValueError, match="not key=value"):
         apply_overrides(cfg, ["model.compile"])
     assert apply_overrides(cfg, ["trainer.precision=32", "data.cache=none"]).trainer.precision == 32
+
+
+@pytest.mark.slow
+def test_memory_sweep_reports_the_largest_size_within_the_budget(compose_train, tmp_path) -> None:
+    from p2p.bench import memory_sweep
+
+    sweep = ["bench.sizes=[64,128]", "bench.memory_modes=[translate]"]
+    cfg = compose_train([*TINY, *sweep], tmp_path, config_name="bench")
+    fits = memory_sweep(cfg)
+    assert fits["largest"] == {"translate": 128}
+    assert all(row["ok"] and row["peak_mb"] > 0 for row in fits["sizes"]["translate"].values())
+    tight = memory_sweep(compose_train([*TINY, *sweep, "bench.memory_budget_mb=1"], tmp_path, "bench"))
+    assert tight["largest"] == {} and list(tight["sizes"]["translate"]) == [64]  # stops at the first failure
+    assert not tight["sizes"]["translate"][64]["ok"] and tight["sizes"]["translate"][64]["error"]

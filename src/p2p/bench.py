@@ -41,7 +41,7 @@ import yaml
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
-from torch.utils.data import default_collate
+from torch.utils.data import DataLoader, default_collate
 from torch.utils.flop_counter import FlopCounterMode
 
 from p2p import perf
@@ -487,9 +487,97 @@ def bench(cfg: DictConfig) -> dict[str, Any]:
     return result
 
 
+# --- how large an image fits -----------------------------------------------------------------------------
+def _probe(cfg_yaml: str, size: int, what: str, budget_mb: float, out: Any) -> None:
+    """In a fresh process: one p2p training step (``train``) or one whole-image translation (``translate``,
+    ``tile:N`` for tiled) of a size x size image at batch 1; puts (ok, MB before, peak MB, seconds, error)
+    on ``out``. The model is built before the measurement starts, so "before" includes it."""
+    import resource
+
+    from p2p.train import build_model, build_trainer
+    from p2p.translate import Translator
+
+    cfg = OmegaConf.create(cfg_yaml)
+    assert isinstance(cfg, DictConfig)
+    device = torch.device(perf.accelerator_type(cfg.trainer.get("accelerator")))
+    memory = Memory(device)
+    model = build_model(cfg)
+    if (
+        device.type == "cpu" and budget_mb > 0
+    ):  # allocations past the budget fail instead of the host swapping
+        limit = int((_status_mb("VmSize") + budget_mb) * 2**20)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
+    x = torch.rand(1, int(cfg.data.in_channels), size, size) * 2 - 1
+    try:
+        start = memory.reset()
+        t = time.perf_counter()
+        if what == "train":
+            with open_dict(cfg):
+                cfg.logger, cfg.callbacks = None, {}
+                cfg.trainer.update(max_epochs=1, max_steps=-1, limit_train_batches=1, limit_val_batches=0,
+                                   num_sanity_val_steps=0, enable_progress_bar=False)  # fmt: skip
+            trainer = build_trainer(cfg, enable_checkpointing=False, enable_model_summary=False)
+            trainer.fit(model, DataLoader([{"input": x, "target": x}], batch_size=None))  # type: ignore[arg-type]
+        else:
+            tile = int(what.split(":")[1]) if what.startswith("tile:") else None
+            Translator(model.G, device=device, inference="eval", tile=tile).translate_tensor(x)  # type: ignore[arg-type]
+        _sync(device)
+        out.put((True, start, memory.peak(), time.perf_counter() - t, None))
+    except (RuntimeError, MemoryError) as e:  # CPU: the budget's limit; CUDA: out of memory
+        error = f"{type(e).__name__}: {str(e)[:200]}"
+        out.put((False, start, memory.peak(), time.perf_counter() - t, error))
+
+
+def memory_sweep(cfg: DictConfig) -> dict[str, Any]:
+    """The largest square image that trains at batch 1, and that translates in one piece (and tiled), trying
+    ``bench.sizes`` in order, each in a fresh process, until one fails, exceeds ``bench.memory_budget_mb``
+    (CPU: an address-space limit), or runs past ``bench.memory_timeout_s``."""
+    import multiprocessing as mp
+
+    b = cfg.bench
+    cfg_yaml = OmegaConf.to_yaml(cfg, resolve=True)
+    ctx = mp.get_context("spawn")
+    device = torch.device(perf.accelerator_type(cfg.trainer.get("accelerator")))
+    results: dict[str, Any] = {
+        "sizes": {},
+        "largest": {},
+        "budget_mb": float(b.memory_budget_mb),
+        **environment(device),
+    }
+    for what in list(b.memory_modes):
+        for size in list(b.sizes):
+            queue = ctx.Queue()
+            proc = ctx.Process(
+                target=_probe, args=(cfg_yaml, int(size), what, float(b.memory_budget_mb), queue)
+            )
+            proc.start()
+            proc.join(float(b.memory_timeout_s))
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+                row = {"ok": False, "error": f"over bench.memory_timeout_s={b.memory_timeout_s}"}
+            elif queue.empty():
+                row = {"ok": False, "error": f"the probe process died (exit code {proc.exitcode})"}
+            else:
+                ok, start, peak, seconds, error = queue.get()
+                row = {
+                    "ok": ok,
+                    "peak_mb": round(peak, 1),
+                    "start_mb": round(start, 1),
+                    "seconds": round(seconds, 1),
+                }
+                row["error"] = error
+            results["sizes"].setdefault(what, {})[int(size)] = row
+            log.info("%s %dx%d: %s", what, size, size, row)
+            if not row["ok"]:
+                break
+            results["largest"][what] = int(size)
+    return results
+
+
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="bench")
 def main(cfg: DictConfig) -> None:
-    result = bench(cfg)
+    result = memory_sweep(cfg) if cfg.bench.get("memory_sweep") else bench(cfg)
     print(json.dumps(result), flush=True)  # the last stdout line: one JSON object
 
 
