@@ -577,3 +577,12 @@ def test_synthetic_config_instantiates() -> None:
     dm = hydra_utils.instantiate(cfg, num_train=2, num_val=1, num_test=1, num_workers=0)
     dm.setup("fit")
     assert dm.val_dataloader().dataset[0]["input"].shape == (3, 256, 256)
+
+
+def test_cached_datasets_end_plain_iteration() -> None:
+    """`for item in dataset` stops at the end, also through the RAM cache (it relies on IndexError)."""
+    from p2p.data import SyntheticPairs
+    from p2p.data.cache import CachedPairs
+
+    ds = CachedPairs(SyntheticPairs(num_samples=3, image_size=32))
+    assert len(list(ds)) == 3

@@ -86,6 +86,8 @@ class CachedPairs(Dataset[Pair]):
         hit = self._cache.get(index)
         if hit is not None:
             return hit
+        if not 0 <= index < len(self):  # IndexError ends a plain `for item in dataset` loop
+            raise IndexError(f"index {index} out of range for {len(self)} pairs")
         ds = self.dataset
         a, b, path = _raw_pair(ds, index)
         src, dst = (a, b) if ds.direction == "AtoB" else (b, a)
