@@ -39,10 +39,18 @@ def compose_train(overrides: list[str], output_dir: Path, config_name: str = "tr
     return cfg
 
 
+@pytest.fixture(scope="session")
+def _session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("p2p_cache")
+
+
 @pytest.fixture(autouse=True)
-def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
+def _offline(monkeypatch: pytest.MonkeyPatch, _session_cache: Path) -> None:
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # downloads, segmenters and FID features go to a per-session cache, never the user's ~/.cache/p2p
+    # (tests that need a fresh cache set their own)
+    monkeypatch.setenv("P2P_CACHE", str(_session_cache))
 
 
 @pytest.fixture(name="compose_train")
