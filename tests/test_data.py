@@ -581,10 +581,10 @@ def test_synthetic_config_instantiates() -> None:
 
 def test_cached_datasets_end_plain_iteration() -> None:
     """`for item in dataset` stops at the end, also through the RAM cache (it relies on IndexError)."""
+    import itertools
+
     from p2p.data import SyntheticPairs
     from p2p.data.cache import CachedPairs
-
-    import itertools
 
     ds = CachedPairs(SyntheticPairs(num_samples=3, image_size=32))
     assert len(list(itertools.islice(ds, 10))) == 3  # islice: a missing IndexError fails, never hangs

@@ -156,9 +156,9 @@ def test_registry_lists_filters_and_rejects_duplicates() -> None:
 
 
 def test_create_model_errors_name_the_problem() -> None:
-    with pytest.raises(KeyError, match="unknown model 'unet_512'.*unet_256"):
+    with pytest.raises(KeyError, match=r"unknown model 'unet_512'.*unet_256"):
         p2p.create_model("unet_512")
-    with pytest.raises(TypeError, match="unet_256.*valid overrides:.*num_downs"):
+    with pytest.raises(TypeError, match=r"unet_256.*valid overrides:.*num_downs"):
         p2p.create_model("unet_256", nfg=32)
     with pytest.raises(ValueError, match="norm must be one of"):
         p2p.create_model("unet_256", norm="group")

@@ -15,7 +15,6 @@ from omegaconf import OmegaConf
 from p2p.config import config_dir
 from p2p.train import build_model, build_trainer, train
 
-
 CONF = config_dir()
 BIN = Path(sys.executable).parent
 
@@ -54,7 +53,9 @@ def test_defaults_are_the_paper(compose_train, tmp_path) -> None:
     model = build_model(cfg)
     assert cfg.model.generator.name == "unet_256" and model.G.num_downs == 8
     assert cfg.model.discriminator.name == "patchgan_70"
-    assert model.objective.l1_weight == 100 and model.objective.conditional and model.objective.gan_weight == 1
+    assert (
+        model.objective.l1_weight == 100 and model.objective.conditional and model.objective.gan_weight == 1
+    )
     assert cfg.model.optim.lr == 2e-4 and list(cfg.model.optim.betas) == [0.5, 0.999]
     assert cfg.trainer.max_epochs == 200 and cfg.data.batch_size == 1
     assert (cfg.data.load_size, cfg.data.crop_size, cfg.data.flip) == (286, 256, True)
@@ -62,7 +63,17 @@ def test_defaults_are_the_paper(compose_train, tmp_path) -> None:
 
 @pytest.mark.parametrize(
     "overrides",
-    [[f"model={m}"] for m in ["unet_patch1", "unet_patch16", "unet_patch70", "unet_patch286", "encdec_patch70", "resnet9_patch70"]]
+    [
+        [f"model={m}"]
+        for m in [
+            "unet_patch1",
+            "unet_patch16",
+            "unet_patch70",
+            "unet_patch286",
+            "encdec_patch70",
+            "resnet9_patch70",
+        ]
+    ]
     + [[f"loss={x}"] for x in ["l1", "gan", "cgan", "l1_gan"]],
     ids=lambda o: o[0],
 )
@@ -77,7 +88,12 @@ def test_smoke_trains_any_model_and_loss(compose_train, tmp_path, overrides: lis
 def test_training_learns_on_synthetic_data(compose_train, tmp_path) -> None:
     """A few dozen steps already beat the untrained generator on validation L1."""
     overrides = ["debug=smoke", "trainer.limit_train_batches=40", "trainer.max_epochs=2", "loss=l1"]
-    overrides += ["model.optim.lr=1e-3", "model.optim.n_epochs=2", "data.max_val_samples=8", "trainer.limit_val_batches=4"]
+    overrides += [
+        "model.optim.lr=1e-3",
+        "model.optim.n_epochs=2",
+        "data.max_val_samples=8",
+        "trainer.limit_val_batches=4",
+    ]
     cfg = compose_train(overrides, tmp_path)
     torch.manual_seed(0)
     dm, model, trainer = instantiate(cfg.data), build_model(cfg), build_trainer(cfg)
@@ -87,10 +103,14 @@ def test_training_learns_on_synthetic_data(compose_train, tmp_path) -> None:
     assert after < 0.8 * before, (before, after)
 
 
-def run_cli(args: list[str], cwd: Path, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+def run_cli(
+    args: list[str], cwd: Path, timeout: int = 600, env: dict | None = None
+) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "WANDB_MODE": "offline", **(env or {})}
     proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env)
-    assert proc.returncode == 0, f"{' '.join(args)}\n--- stdout\n{proc.stdout[-3000:]}\n--- stderr\n{proc.stderr[-5000:]}"
+    assert proc.returncode == 0, (
+        f"{' '.join(args)}\n--- stdout\n{proc.stdout[-3000:]}\n--- stderr\n{proc.stderr[-5000:]}"
+    )
     return proc
 
 
@@ -126,7 +146,10 @@ def test_resume_continues_from_last_checkpoint(compose_train, tmp_path) -> None:
     first = train(compose_train(["debug=smoke", "model.optim.n_epochs=3"], tmp_path / "a"))
     ckpt = torch.load(first["last_ckpt"], map_location="cpu", weights_only=False)
     assert ckpt["epoch"] == 0 and len(ckpt["optimizer_states"]) == 2 and len(ckpt["lr_schedulers"]) == 2
-    cfg = compose_train(["debug=smoke", "model.optim.n_epochs=3", "trainer.max_epochs=2", f"ckpt_path={first['last_ckpt']}"], tmp_path / "b")
+    cfg = compose_train(
+        ["debug=smoke", "model.optim.n_epochs=3", "trainer.max_epochs=2", f"ckpt_path={first['last_ckpt']}"],
+        tmp_path / "b",
+    )
     second = train(cfg)
     resumed = torch.load(second["last_ckpt"], map_location="cpu", weights_only=False)
     assert resumed["epoch"] == 1  # the epoch counter went on instead of restarting
@@ -157,10 +180,16 @@ def test_wandb_logger_offline(compose_train, tmp_path) -> None:
 def test_built_wheel_carries_the_configs(tmp_path) -> None:
     """A non-editable wheel, installed apart from the source tree, finds its configs from any folder."""
     repo = Path(__file__).resolve().parents[1]
-    run_cli([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "dist"), str(repo)], cwd=tmp_path)
+    run_cli(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "dist"), str(repo)],
+        cwd=tmp_path,
+    )
     wheel = next((tmp_path / "dist").glob("p2p-*.whl"))
     site = tmp_path / "site"
-    run_cli([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)], cwd=tmp_path)
+    run_cli(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)],
+        cwd=tmp_path,
+    )
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = {"PYTHONPATH": str(site)}
@@ -168,7 +197,9 @@ def test_built_wheel_carries_the_configs(tmp_path) -> None:
     proc = run_cli([sys.executable, "-c", code], cwd=elsewhere, env=env)
     assert str(site) in proc.stdout and "p2p/conf" in proc.stdout
     proc = run_cli(
-        [sys.executable, "-m", "p2p.train", "--cfg", "job", "model=unet_patch70", "data=cityscapes"], cwd=elsewhere, env=env
+        [sys.executable, "-m", "p2p.train", "--cfg", "job", "model=unet_patch70", "data=cityscapes"],
+        cwd=elsewhere,
+        env=env,
     )
     cfg = OmegaConf.create(proc.stdout)
     assert cfg.model.discriminator.name == "patchgan_70" and cfg.data.name == "cityscapes"
