@@ -104,15 +104,16 @@ def _status_mb(key: str) -> float:
 
 
 class StepTimer(Callback):
-    """Times each training batch from the end of the previous one (so data loading, transfer and Lightning's
-    own work are counted) and stops the fit after ``stop_after`` batches.
+    """Times each training batch after the first ``warm`` from the end of the previous one (so data loading,
+    transfer and Lightning's own work are counted) and stops the fit after ``stop_after`` batches.
 
-    ``between``, if set, runs between two batches and is not counted: the bench runs one step of the plain
-    loop there, so the two are interleaved step by step and see the same load on a shared machine.
+    ``between``, if set, runs before each timed batch and is not counted in it: the bench runs one step of
+    the plain loop there, so the two alternate step by step and see the same load on a shared machine. The
+    warm batches (a fresh fit starts its loader workers and allocates the optimiser state) get none.
     """
 
-    def __init__(self, stop_after: int = 1) -> None:
-        self.stop_after = stop_after
+    def __init__(self, stop_after: int = 1, warm: int = 2) -> None:
+        self.stop_after, self.warm, self.seen = stop_after, warm, 0
         self.between: Callable[[], float] | None = None
         self.starts: list[float] = []
         self.ends: list[float] = []
@@ -121,9 +122,13 @@ class StepTimer(Callback):
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
         device = trainer.strategy.root_device
         _sync(device)
-        self.ends.append(time.perf_counter())
-        if len(self.ends) >= self.stop_after:
+        self.seen += 1
+        if len(self.ends) < len(self.starts):  # the batch that just ended was timed
+            self.ends.append(time.perf_counter())
+        if self.seen >= self.stop_after:
             trainer.should_stop = True
+            return
+        if self.seen < self.warm:
             return
         if self.between is not None:
             self.between_times.append(self.between())
@@ -131,8 +136,8 @@ class StepTimer(Callback):
         self.starts.append(time.perf_counter())
 
     def intervals(self) -> list[float]:
-        """The durations of batches 2..n (batch 1 includes the start of the loader and the optimisers)."""
-        return [end - start for start, end in zip(self.starts, self.ends[1:])]
+        """The durations of the timed batches."""
+        return [end - start for start, end in zip(self.starts, self.ends)]
 
 
 # --- the plain loop --------------------------------------------------------------------------------------
@@ -404,7 +409,7 @@ def bench(cfg: DictConfig) -> dict[str, Any]:
     for r in range(rounds):
         names = list(variants) if r % 2 == 0 else list(variants)[::-1]
         for m in names:
-            times, plain_times = variants[m].fit(steps + 1, between=plain_step)
+            times, plain_times = variants[m].fit(steps + 2, between=plain_step)
             step_times[m] += times
             if plain is not None:
                 step_times[PLAIN] += plain_times
