@@ -109,10 +109,14 @@ class StepTimer(Callback):
 
     ``between``, if set, runs before each timed batch and is not counted in it: the bench runs one step of
     the plain loop there, so the two alternate step by step and see the same load on a shared machine. The
-    warm batches (a fresh fit starts its loader workers and allocates the optimiser state) get none.
+    warm batches (a fresh fit forks its loader workers and allocates the optimiser state) are not timed, and
+    ``between`` runs untimed after each of them but the last: after the inference timing and the fork (whose
+    copy-on-write faults its first writes pay) its first steps are slower than in a loop of its own.
     """
 
-    def __init__(self, stop_after: int = 1, warm: int = 2) -> None:
+    WARM = 3
+
+    def __init__(self, stop_after: int = 1, warm: int = WARM) -> None:
         self.stop_after, self.warm, self.seen = stop_after, warm, 0
         self.between: Callable[[], float] | None = None
         self.starts: list[float] = []
@@ -129,6 +133,8 @@ class StepTimer(Callback):
             trainer.should_stop = True
             return
         if self.seen < self.warm:
+            if self.between is not None:  # untimed: the other loop warms up again too (see the class doc)
+                self.between()
             return
         if self.between is not None:
             self.between_times.append(self.between())
@@ -246,18 +252,18 @@ class Variant:
     def channels_last(self, device: torch.device) -> bool:
         return perf.resolve_channels_last(self.cfg.model.get("channels_last"), device.type)
 
-    def fit(
-        self, batches: int, between: Callable[[], float] | None = None
-    ) -> tuple[list[float], list[float]]:
-        """``batches`` training batches; returns the durations of all but the first, and those of ``between``
-        (run between consecutive batches, see StepTimer)."""
+    def fit(self, timed: int, between: Callable[[], float] | None = None) -> tuple[list[float], list[float]]:
+        """``StepTimer.WARM`` + ``timed`` training batches; returns the durations of the timed ones, and of
+        the ``between`` calls that preceded them (see StepTimer)."""
         from p2p.train import build_trainer
 
         cfg = OmegaConf.create(OmegaConf.to_container(self.cfg, resolve=True))
         assert isinstance(cfg, DictConfig)
         with open_dict(cfg):
             cfg.logger = None
-            cfg.callbacks = {"bench_timer": {"_target_": "p2p.bench.StepTimer", "stop_after": batches}}
+            cfg.callbacks = {
+                "bench_timer": {"_target_": "p2p.bench.StepTimer", "stop_after": timed + StepTimer.WARM}
+            }
             cfg.trainer.update(
                 max_epochs=-1, max_steps=-1, limit_train_batches=None, limit_val_batches=0,
                 num_sanity_val_steps=0, enable_progress_bar=False, val_check_interval=None,
@@ -384,7 +390,7 @@ def bench(cfg: DictConfig) -> dict[str, Any]:
     if plain is not None:
         plain.timed_steps(batch, warmup)
     for variant in variants.values():
-        variant.fit(warmup + 1)
+        variant.fit(warmup)
     infer = {m: v.infer_fn(device) for m, v in variants.items()}
     if plain is not None:
         G = plain.G
@@ -409,7 +415,7 @@ def bench(cfg: DictConfig) -> dict[str, Any]:
     for r in range(rounds):
         names = list(variants) if r % 2 == 0 else list(variants)[::-1]
         for m in names:
-            times, plain_times = variants[m].fit(steps + 2, between=plain_step)
+            times, plain_times = variants[m].fit(steps, between=plain_step)
             step_times[m] += times
             if plain is not None:
                 step_times[PLAIN] += plain_times
@@ -436,7 +442,7 @@ def bench(cfg: DictConfig) -> dict[str, Any]:
         if m == PLAIN and plain is not None:
             plain.timed_steps(batch, 1)
         else:
-            variants[m].fit(2)
+            variants[m].fit(0)
         peaks[m] = memory.peak()
 
     modes: dict[str, Any] = {}
