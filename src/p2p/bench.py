@@ -309,6 +309,15 @@ def count_flops(fn: Callable[[], Any]) -> int:
     return int(counter.get_total_flops())
 
 
+def loop_flops(loop: PlainLoop, batch: dict[str, torch.Tensor], x_infer: torch.Tensor) -> tuple[int, int]:
+    """FLOPs of one training step of ``loop`` on ``batch`` and of one inference forward of its G."""
+    device = loop.device
+    train = count_flops(lambda: loop.step(batch["input"].to(device), batch["target"].to(device)))
+    with torch.no_grad():
+        infer = count_flops(lambda: loop.G.eval()(x_infer))
+    return train, infer
+
+
 # --- the benchmark ---------------------------------------------------------------------------------------
 def environment(device: torch.device) -> dict[str, Any]:
     from p2p import __version__
@@ -381,10 +390,7 @@ def bench(cfg: DictConfig) -> dict[str, Any]:
     x_infer = batch["input"].repeat((infer_bs + bs - 1) // bs, 1, 1, 1)[:infer_bs].to(device)
 
     # FLOPs: one training step and one inference forward of the plain loop (the same networks in every mode)
-    counter = plain if plain is not None else PlainLoop(cfg, device)
-    flops_train = count_flops(lambda: counter.step(batch["input"].to(device), batch["target"].to(device)))
-    with torch.no_grad():
-        flops_infer = count_flops(lambda: counter.G.eval()(x_infer))
+    flops_train, flops_infer = loop_flops(plain or PlainLoop(cfg, device), batch, x_infer)
 
     # warm-up: compilation, autotuning, allocator, worker start
     if plain is not None:
