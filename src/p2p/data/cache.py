@@ -97,7 +97,7 @@ class CachedPairs(Dataset[Pair]):
         size = self.transform._resized_size(*src.size)
         if size != src.size:
             src, dst = src.resize(size, BICUBIC), dst.resize(size, BICUBIC)
-        hit = (np.asarray(src), np.asarray(dst), path)
+        hit = (np.array(src), np.array(dst), path)  # writable copies: torch.from_numpy warns on read-only
         self._cache[index] = hit
         return hit
 
