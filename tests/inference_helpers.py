@@ -13,8 +13,8 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from p2p.checkpoint import _unet_key_map
 from p2p.config import config_dir
+from p2p.weights.reference import unet_key_map as _unet_key_map
 
 
 def smoke_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -23,7 +23,7 @@ def smoke_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_dir = tmp_path_factory.getbasetemp() / "p2p_smoke_run"
     ckpt = run_dir / "checkpoints" / "last.ckpt"
     if not ckpt.is_file():
-        from p2p.train import train
+        from p2p.runs.train import train
 
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
             cfg = compose(

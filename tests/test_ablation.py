@@ -12,10 +12,12 @@ import pytest
 from hydra import compose, initialize_config_dir
 from PIL import Image
 
+from cli_helpers import exit_code
 from conftest import FACADES
+from p2p.cli.report import main as report_main
 from p2p.config import config_dir
-from p2p.report import main as report_main
-from p2p.report import markdown
+from p2p.errors import InputNotFoundError
+from p2p.runs.report import markdown
 
 SWEEPS = {
     "ablation_loss": {"loss": "l1,gan,cgan,l1_gan,l1_cgan"},
@@ -58,7 +60,7 @@ def test_report_prints_the_papers_table_and_writes_the_figure(tmp_path: Path, ca
     for num, loss in enumerate(losses):
         fake_run(tmp_path, num, loss, fid=100.0 + num)
     (tmp_path / "5_loss=broken" / ".hydra").mkdir(parents=True)  # a run that died before its evaluation
-    assert report_main([str(tmp_path)]) == 0
+    assert exit_code(report_main, [str(tmp_path)]) == 0
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith("| ")]
     assert rows[0].startswith("| Loss | Per-pixel acc. | Per-class acc. | Class IOU | FID")
@@ -78,10 +80,8 @@ def test_report_prints_the_papers_table_and_writes_the_figure(tmp_path: Path, ca
 
 
 def test_report_errors_name_the_folder(tmp_path: Path) -> None:
-    with pytest.raises(SystemExit) as e:
-        report_main([str(tmp_path / "missing")])
-    assert e.value.code == 2
-    with pytest.raises(ValueError, match=r"metrics\.json"):
+    assert exit_code(report_main, [str(tmp_path / "missing")]) == 2
+    with pytest.raises(InputNotFoundError, match=r"metrics\.json"):
         markdown([])
 
 

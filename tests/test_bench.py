@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from p2p import perf
-from p2p.bench import apply_overrides, bench
+from p2p.runs.bench import apply_overrides, bench
+from p2p.training import perf
 
 # 64x64 pairs, widths 8, one timed step in one round: the mechanics in seconds
 TINY = [
@@ -25,7 +25,7 @@ KEYS = [
 
 def test_p2p_bench_prints_one_json_object_on_its_last_line(tmp_path) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "p2p.bench", *TINY, f"hydra.run.dir={tmp_path}"],
+        [sys.executable, "-m", "p2p.cli.bench", *TINY, f"hydra.run.dir={tmp_path}"],
         capture_output=True, text=True, timeout=300, cwd=tmp_path,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
@@ -70,7 +70,7 @@ def test_bench_names_what_is_wrong(compose_train, tmp_path) -> None:
 
 @pytest.mark.slow
 def test_memory_sweep_reports_the_largest_size_within_the_budget(compose_train, tmp_path) -> None:
-    from p2p.bench import memory_sweep
+    from p2p.runs.bench import memory_sweep
 
     sweep = ["bench.sizes=[64,128]", "bench.memory_modes=[translate]"]
     cfg = compose_train([*TINY, *sweep], tmp_path, config_name="bench")

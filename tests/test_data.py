@@ -22,6 +22,8 @@ import pytest
 import torch
 from PIL import Image
 
+from cli_helpers import exit_code
+from p2p.cli.prepare_cityscapes import main as cityscapes_main
 from p2p.data import (
     DATASETS,
     PairedDataModule,
@@ -29,13 +31,13 @@ from p2p.data import (
     PairTransform,
     SyntheticDataModule,
     SyntheticPairs,
-    convert_channels,
     ensure_dataset,
     render_pair,
 )
-from p2p.data.cityscapes import main as cityscapes_main
 from p2p.data.cityscapes import prepare_cityscapes
 from p2p.data.synthetic import PALETTE
+from p2p.errors import DataError, DownloadError
+from p2p.io import convert_channels
 
 REPO = Path(__file__).resolve().parents[1]
 FACADES = Path(
@@ -330,7 +332,7 @@ def test_datamodule_bad_arguments_name_the_key(tmp_path: Path, monkeypatch: pyte
     with pytest.raises(ValueError, match="crop_size"):
         PairedDataModule(str(tmp_path), load_size=128, crop_size=256)
     monkeypatch.setenv("P2P_CACHE", str(tmp_path / "cache"))
-    with pytest.raises(RuntimeError, match="p2p-prepare-cityscapes"):
+    with pytest.raises(DataError, match="p2p-prepare-cityscapes"):
         PairedDataModule(name="cityscapes").setup("fit")
 
 
@@ -459,12 +461,12 @@ def test_download_from_loopback_server(
     # A later download must match the pinned hash; a mismatch is deleted and reported.
     shutil.rmtree(cache / "facades")
     (cache / "facades.tar.gz.sha256").write_text("0" * 64)
-    with pytest.raises(RuntimeError, match=r"'facades'.*sha256"):
+    with pytest.raises(DownloadError, match=r"'facades'.*sha256"):
         ensure_dataset("facades", cache)
     assert not (cache / "facades.tar.gz").exists() and not (cache / "facades").exists()
     # Same with a hash known to the registry.
     monkeypatch.setitem(DATASETS, "facades", replace(DATASETS["facades"], sha256="1" * 64))
-    with pytest.raises(RuntimeError, match="the registry"):
+    with pytest.raises(DownloadError, match="the registry"):
         ensure_dataset("facades", cache)
     monkeypatch.setitem(DATASETS, "facades", replace(DATASETS["facades"], sha256=sha))
     assert ensure_dataset("facades", cache) == cache / "facades"
@@ -482,7 +484,7 @@ def test_download_offline_error_tells_what_to_do(tmp_path: Path, monkeypatch: py
     monkeypatch.setenv("P2P_DATASETS_URL", url)
     monkeypatch.setenv("P2P_CACHE", str(tmp_path / "cache"))
     dm = PairedDataModule(name="maps", num_workers=0)
-    with pytest.raises(RuntimeError) as e:
+    with pytest.raises(DownloadError) as e:
         dm.prepare_data()
     msg = str(e.value)
     assert "'maps'" in msg and f"{url}/maps.tar.gz" in msg and "data.root=" in msg
@@ -493,7 +495,7 @@ def test_download_http_error(
     tmp_path: Path, served_facades: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("P2P_DATASETS_URL", served_facades[0])
-    with pytest.raises(RuntimeError, match=r"could not download dataset 'night2day' .*404"):
+    with pytest.raises(DownloadError, match=r"dataset 'night2day': could not download .*404"):
         ensure_dataset("night2day", tmp_path)
 
 
@@ -521,12 +523,8 @@ def test_prepare_cityscapes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
                    "val": ["lindau_000000_000019"]}
     )  # fmt: skip
     out = tmp_path / "out"
-    assert (
-        cityscapes_main(
-            ["--gtFine", str(gt), "--leftImg8bit", str(left), "--output", str(out), "--size", "16"]
-        )
-        == 0
-    )
+    argv = ["--gtFine", str(gt), "--leftImg8bit", str(left), "--output", str(out), "--size", "16"]
+    assert exit_code(cityscapes_main, argv) == 0
     assert sorted(p.name for p in (out / "train").iterdir()) == ["1.jpg", "2.jpg", "3.jpg"]
     assert [p.name for p in (out / "val").iterdir()] == ["1.jpg"]
     with Image.open(out / "train" / "1.jpg") as ab:
@@ -536,8 +534,10 @@ def test_prepare_cityscapes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert item["input"][0].mean() > 0.9 and item["target"][2].mean() > 0.9  # A = photo (red), B = labels
 
     # Output exists now: refuse to mix old and new pairs.
-    with pytest.raises(SystemExit):
-        cityscapes_main(["--gtFine", str(gt), "--leftImg8bit", str(left), "--output", str(out)])
+    assert (
+        exit_code(cityscapes_main, ["--gtFine", str(gt), "--leftImg8bit", str(left), "--output", str(out)])
+        == 2
+    )
     assert "is not empty" in capsys.readouterr().err
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from conftest import compose_train
-from p2p.eval import evaluate, evaluate_checkpoint
-from p2p.train import train
+from p2p.runs.eval import evaluate, evaluate_checkpoint
+from p2p.runs.train import train
 
 REQUIRED = ["l1", "psnr", "ssim", "fid", "kid", "fcn_pixel_acc", "fcn_class_acc", "fcn_class_iou", "inference",
             "num_images"]  # fmt: skip
@@ -44,7 +44,7 @@ def test_cli_prints_the_metrics_as_json_on_its_last_line(ckpt: Path, tmp_path: P
     cmd = [
         sys.executable,
         "-m",
-        "p2p.eval",
+        "p2p.cli.eval",
         f"ckpt_path={ckpt}",
         "debug=smoke",
         *FAST_FCN,

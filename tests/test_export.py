@@ -10,8 +10,10 @@ import pytest
 import torch
 
 import p2p
+from cli_helpers import exit_code
 from inference_helpers import smoke_checkpoint
-from p2p import export
+from p2p.cli import export as export_cli
+from p2p.inference import export
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -33,7 +35,10 @@ def test_onnx_dynamic_size_matches_pytorch_in_onnxruntime(
 ) -> None:
     """The acceptance check: ONNX matches PyTorch to 1e-3, also at a size and batch it was not exported at."""
     path = tmp_path / "G.onnx"
-    rc = export.main(["--checkpoint", str(ckpt), "--format", "onnx", "--output", str(path), "--dynamic-size"])
+    rc = exit_code(
+        export_cli.main,
+        ["--checkpoint", str(ckpt), "--format", "onnx", "--output", str(path), "--dynamic-size"],
+    )
     out = capsys.readouterr().out
     assert rc == 0 and printed_diff(out) <= 1e-3
     assert "eval mode" in out  # it says what was exported
@@ -59,8 +64,9 @@ def test_torchscript_export_runs_without_p2p(
     ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "G.pt"
-    rc = export.main(
-        ["--checkpoint", str(ckpt), "--format", "torchscript", "--output", str(path), "--dynamic-size"]
+    rc = exit_code(
+        export_cli.main,
+        ["--checkpoint", str(ckpt), "--format", "torchscript", "--output", str(path), "--dynamic-size"],
     )
     assert rc == 0 and printed_diff(capsys.readouterr().out) <= 1e-3
     G = p2p.load_generator(ckpt)
@@ -80,10 +86,13 @@ def test_export_fails_above_tolerance(
             "max_abs_diff": 0.5,
         }
 
-    monkeypatch.setattr(export, "export_generator", broken)
-    rc = export.main(["--checkpoint", str(ckpt), "--output", str(tmp_path / "G.onnx")])
+    monkeypatch.setattr(export_cli, "export_generator", broken)
+    rc = exit_code(export_cli.main, ["--checkpoint", str(ckpt), "--output", str(tmp_path / "G.onnx")])
     assert rc == 1 and "FAILED" in capsys.readouterr().out
     assert (
-        export.main(["--checkpoint", str(tmp_path / "missing.ckpt"), "--output", str(tmp_path / "x.onnx")])
+        exit_code(
+            export_cli.main,
+            ["--checkpoint", str(tmp_path / "missing.ckpt"), "--output", str(tmp_path / "x.onnx")],
+        )
         == 2
     )

@@ -11,11 +11,11 @@ from PIL import Image
 
 import p2p
 from inference_helpers import randomise_batchnorm, serve, smoke_checkpoint, to_reference_layout
-from p2p import zoo
-from p2p.hub import load_generator_and_config
-from p2p.models import ResnetGenerator, UNetGenerator
-from p2p.module import Pix2Pix
-from p2p.translate import size_divisor
+from p2p.errors import DownloadError
+from p2p.inference import size_divisor
+from p2p.models import ResnetGenerator, UNetGenerator, zoo
+from p2p.training import Pix2Pix
+from p2p.weights import load_generator_and_config
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +108,9 @@ def test_untrusted_pickle_is_refused_unless_allowed(tmp_path: Path) -> None:
 
 
 def test_bad_sources_are_named(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match=r"not_a_model.*zoo tag.*facades_label2photo"):
+    with pytest.raises(
+        FileNotFoundError, match=r"not_a_model.*pretrained model name.*unet_256.facades_label2photo"
+    ):
         p2p.load_generator("not_a_model")
     torch.save({"conv.weight": torch.zeros(1)}, tmp_path / "odd.pth")
     with pytest.raises(ValueError, match=r"odd\.pth: not a p2p or reference pix2pix generator"):
@@ -119,9 +121,10 @@ def test_bad_sources_are_named(tmp_path: Path) -> None:
 
 
 def test_list_models_pretrained_has_the_official_models() -> None:
-    tags = p2p.list_models(pretrained=True)
-    assert {"facades_label2photo", "sat2map", "map2sat", "edges2shoes", "day2night"} <= set(tags)
-    assert p2p.list_models("*2photo", pretrained=True) == ["facades_label2photo"]
+    names = p2p.list_models(pretrained=True)
+    tags = {"facades_label2photo", "sat2map", "map2sat", "edges2shoes", "day2night"}
+    assert {f"unet_256.{t}" for t in tags} <= set(names)  # timm-style arch.tag
+    assert p2p.list_models("*2photo", pretrained=True) == ["unet_256.facades_label2photo"]
     assert p2p.list_models(kind="discriminator", pretrained=True) == []
     info = zoo.pretrained_info("facades_label2photo")
     assert info["dataset"] == "facades" and info["direction"] == "BtoA" and info["input_size"] == 256
@@ -151,7 +154,7 @@ def test_zoo_tag_downloads_once_from_the_zoo_url(tmp_path: Path, monkeypatch: py
     served = tmp_path / "server"
     served.mkdir()
     torch.save(to_reference_layout(src.state_dict(), 6), served / "tiny.pth")
-    from p2p.hub import sha256sum
+    from p2p.io import sha256sum
 
     monkeypatch.setitem(zoo.PRETRAINED, "tiny_label2photo", tiny_entry(sha256sum(served / "tiny.pth")))
     with serve(served) as (url, hits):
@@ -173,7 +176,7 @@ def test_downloads_are_verified(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setitem(zoo.PRETRAINED, "tiny_label2photo", tiny_entry("0" * 64))
     with serve(served) as (url, _):
         monkeypatch.setenv("P2P_ZOO_URL", url)
-        with pytest.raises(RuntimeError, match="sha256"):
+        with pytest.raises(DownloadError, match="sha256"):
             p2p.load_generator("tiny_label2photo")
         assert not list(cache.rglob("tiny.pth"))  # the mismatching download was deleted
         # no sha256 known: the first download's hash is pinned (trust on first use) ...
@@ -182,7 +185,7 @@ def test_downloads_are_verified(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         # ... and a changed file on the server is refused when it is downloaded again
         pin.with_name("tiny.pth").unlink()
         torch.save(p2p.create_model("unet_256", num_downs=6, ngf=8).state_dict(), served / "tiny.pth")
-        with pytest.raises(RuntimeError, match="pinned in"):
+        with pytest.raises(DownloadError, match="pinned in"):
             p2p.load_generator(f"{url}/tiny.pth")
     assert not list(cache.rglob("*.part"))
 

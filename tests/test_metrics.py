@@ -11,7 +11,7 @@ from PIL import Image
 
 from p2p.data import SyntheticDataModule
 from p2p.data.synthetic import PALETTE, render_pair
-from p2p.data.transforms import to_tensor
+from p2p.io import to_tensor
 from p2p.metrics import Scores
 from p2p.metrics.color import LabHistograms, rgb_to_lab
 from p2p.metrics.fcn import (
@@ -184,7 +184,7 @@ def test_segmenter_recognises_real_photos_well_above_chance(tmp_path) -> None:
     assert scores["pixel_acc"] > majority + 0.15, (scores, majority)
     assert scores["class_acc"] > 0.6 and scores["class_iou"] > 0.4  # chance: 1/6 accuracy
     cached = FcnScorer.for_datamodule(dm, settings)
-    assert cached.meta["path"] == scorer.meta["path"] and len(list(tmp_path.glob("*.pt"))) == 1
+    assert cached.meta["path"] == scorer.meta["path"] and len(list((tmp_path / "fcn").glob("*.pt"))) == 1
     assert torch.equal(
         cached.confusion(batch["input"], batch["target"]), scorer.confusion(batch["input"], batch["target"])
     )

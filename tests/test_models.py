@@ -23,7 +23,7 @@ def test_parameter_counts_match_reference() -> None:
 
 def test_reference_state_dict_keys_and_shapes_load(reference_dir) -> None:
     """Every key and shape of the reference unet_256 / patch70 state dicts fits p2p's networks."""
-    from p2p.checkpoint import reference_to_p2p
+    from p2p.weights.reference import reference_to_p2p
 
     for fname, model in [
         ("reference_unet256_state_dict.txt", p2p.create_model("unet_256")),

@@ -7,8 +7,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from p2p.losses import Objective, discriminator_loss, gan_loss
-from p2p.module import Pix2Pix
+from p2p.training import Objective, Pix2Pix, discriminator_loss, gan_loss
 
 SMALL_G = {"name": "unet_256", "num_downs": 5, "ngf": 4}
 SMALL_D = {"name": "patchgan_70", "ndf": 4}

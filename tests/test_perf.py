@@ -10,12 +10,12 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, default_collate
 
-from p2p import perf
-from p2p.bench import PlainLoop
+from p2p.config.build import build_module, build_trainer
 from p2p.data import PairedDataModule, SyntheticDataModule
 from p2p.data.cache import CachedPairs
-from p2p.module import Pix2Pix
-from p2p.train import build_model, build_trainer, train
+from p2p.runs.bench import PlainLoop
+from p2p.runs.train import train
+from p2p.training import Pix2Pix, perf
 
 # 64x64 pairs, widths 8, no dropout: the same function in every path, so any difference is arithmetic
 TINY = ["debug=smoke", "data=synthetic", "unet_num_downs=6", "data.load_size=72", "data.crop_size=64"]
@@ -59,7 +59,7 @@ def _fast_vs_plain(compose_train, tmp_path, precision: str, overrides=(), accele
     initial weights on the same batches."""
     cfg = compose_train([*TINY, "model.generator.dropout=0", *overrides], tmp_path)
     torch.manual_seed(0)
-    model = build_model(cfg)
+    model = build_module(cfg)
     device = torch.device("cuda" if accelerator == "gpu" else "cpu")
     plain = PlainLoop(cfg, device)
     plain.G.load_state_dict(model.G.state_dict())
@@ -332,7 +332,7 @@ def test_gpu_device_augmentation_is_on_by_default_and_trains(compose_train, tmp_
     from hydra.utils import instantiate
 
     cfg = compose_train([*TINY, "trainer.accelerator=gpu", "trainer.limit_train_batches=3"], tmp_path)
-    dm, model = instantiate(cfg.data), build_model(cfg)
+    dm, model = instantiate(cfg.data), build_module(cfg)
     trainer = build_trainer(cfg)
     trainer.fit(model, datamodule=dm)
     assert isinstance(dm.train_set, CachedPairs) and dm.train_set.device_augment

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from p2p.config import config_dir
-from p2p.config_check import check_config, explain_overrides
+from p2p.config import check_config, config_dir, explain_overrides
 from p2p.errors import ConfigError
-from p2p.train import train
+from p2p.runs.train import train
 
 BIN = Path(sys.executable).parent
 
@@ -136,7 +135,7 @@ def test_cli_config_errors_exit_cleanly(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
     )
-    assert typo.returncode == 1
+    assert typo.returncode == 2  # a usage error
     assert "Key 'crop_siz' is not in struct" in typo.stderr  # Hydra's
     assert "data.crop_siz: no such key; did you mean 'crop_size'?" in typo.stderr  # ours
     bad = subprocess.run(
@@ -146,7 +145,7 @@ def test_cli_config_errors_exit_cleanly(tmp_path: Path) -> None:
     out = bad.stdout + bad.stderr
     assert bad.returncode == 2, out[-2000:]
     assert (
-        "ConfigError: invalid config (1 problem(s)):" in out
+        "p2p-train: error: invalid config (1 problem(s)):" in out
         and "data.crop_size: 96 is not a multiple of 128" in out
     )
     assert "Traceback" not in out and not (tmp_path / "run" / "checkpoints").exists()

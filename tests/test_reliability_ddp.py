@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from p2p.registry import create_model
-from p2p.train import train
+from p2p import create_model
+from p2p.runs.train import train
 
 BIN = Path(sys.executable).parent
 TESTS = Path(__file__).resolve().parent

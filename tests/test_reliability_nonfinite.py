@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from p2p.errors import NonFiniteLossError
-from p2p.train import train
+from p2p.runs.train import train
 
 
 class PoisonBatch(L.Callback):

@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 import torch
 
-from p2p.callbacks import RNGState
-from p2p.checkpoint_io import AtomicCheckpointIO
+from p2p.config.build import build_trainer
 from p2p.data.sampler import EpochSampler, SeededItems
 from p2p.data.transforms import PairTransform
-from p2p.train import build_trainer, train
+from p2p.runs.train import train
+from p2p.training import AtomicCheckpointIO, RNGState
 
 BIN = Path(sys.executable).parent
 
@@ -105,9 +105,9 @@ def test_crash_while_saving_leaves_the_previous_checkpoint(
         f.write(b"PK\x03\x04 half a checkpoint")
         raise OSError(28, "No space left on device")
 
-    import p2p.checkpoint_io
+    import p2p.io.atomic
 
-    monkeypatch.setattr(p2p.checkpoint_io.torch, "save", torn_save)
+    monkeypatch.setattr(p2p.io.atomic.torch, "save", torn_save)
     with pytest.raises(OSError, match="No space"):
         io.save_checkpoint({"step": 2, "w": torch.zeros(1000)}, path)
     monkeypatch.undo()

@@ -13,7 +13,8 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from p2p.config import config_dir
-from p2p.train import build_model, build_trainer, train
+from p2p.config.build import build_module, build_trainer
+from p2p.runs.train import train
 
 CONF = config_dir()
 BIN = Path(sys.executable).parent
@@ -42,7 +43,7 @@ def test_every_config_group_composes_and_instantiates(compose_train, tmp_path, f
         cfg = compose_train([*overrides, "debug=smoke"], tmp_path)
         OmegaConf.resolve(cfg)  # every interpolation resolves
         dm = instantiate(cfg.data)
-        model = build_model(cfg)
+        model = build_module(cfg)
         trainer = build_trainer(cfg)
         assert dm.in_channels == model.hparams.in_channels, overrides
         assert trainer.max_epochs == 1, overrides
@@ -50,7 +51,7 @@ def test_every_config_group_composes_and_instantiates(compose_train, tmp_path, f
 
 def test_defaults_are_the_paper(compose_train, tmp_path) -> None:
     cfg = compose_train([], tmp_path)
-    model = build_model(cfg)
+    model = build_module(cfg)
     assert cfg.model.generator.name == "unet_256" and model.G.num_downs == 8
     assert cfg.model.discriminator.name == "patchgan_70"
     assert (
@@ -96,7 +97,7 @@ def test_training_learns_on_synthetic_data(compose_train, tmp_path) -> None:
     ]
     cfg = compose_train(overrides, tmp_path)
     torch.manual_seed(0)
-    dm, model, trainer = instantiate(cfg.data), build_model(cfg), build_trainer(cfg)
+    dm, model, trainer = instantiate(cfg.data), build_module(cfg), build_trainer(cfg)
     before = trainer.validate(model, dm, verbose=False)[0]["val/l1"]
     trainer.fit(model, dm)
     after = float(trainer.callback_metrics["val/l1"])
@@ -197,7 +198,7 @@ def test_built_wheel_carries_the_configs(tmp_path) -> None:
     proc = run_cli([sys.executable, "-c", code], cwd=elsewhere, env=env)
     assert str(site) in proc.stdout and "p2p/conf" in proc.stdout
     proc = run_cli(
-        [sys.executable, "-m", "p2p.train", "--cfg", "job", "model=unet_patch70", "data=cityscapes"],
+        [sys.executable, "-m", "p2p.cli.train", "--cfg", "job", "model=unet_patch70", "data=cityscapes"],
         cwd=elsewhere,
         env=env,
     )

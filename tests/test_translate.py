@@ -12,8 +12,10 @@ import torch.nn as nn
 from PIL import Image
 
 import p2p
+from cli_helpers import exit_code
 from inference_helpers import randomise_batchnorm, smoke_checkpoint
-from p2p.translate import blend_window, main, tile_starts
+from p2p.cli.translate import main
+from p2p.inference.translator import blend_window, tile_starts
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +36,10 @@ def test_cli_keeps_names_and_sizes(ckpt: Path, tmp_path: Path, capsys: pytest.Ca
     noise_image(300, 200).save(src / "wide.jpg")
     noise_image(517, 389).save(src / "odd.png")
     noise_image(256, 256, mode="L").save(src / "sub" / "square.png")  # grayscale: converted to RGB
-    assert main(["--checkpoint", str(ckpt), "--input", str(src), "--output", str(tmp_path / "out")]) == 0
+    assert (
+        exit_code(main, ["--checkpoint", str(ckpt), "--input", str(src), "--output", str(tmp_path / "out")])
+        == 0
+    )
     files = [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
     out = {p.relative_to(tmp_path / "out").as_posix(): Image.open(p) for p in files}
     assert {k: (v.size, v.mode) for k, v in out.items()} == {
@@ -51,13 +56,16 @@ def test_cli_globs_keep_ext_and_errors(
     noise_image(70, 50).save(tmp_path / "a.jpg")
     noise_image(70, 50).save(tmp_path / "a.png")
     args = ["--checkpoint", str(ckpt), "--output", str(tmp_path / "out"), "--no-progress"]
-    assert main([*args, "--input", str(tmp_path / "*.jpg"), "--keep-ext", "--inference", "paper"]) == 0
+    assert (
+        exit_code(main, [*args, "--input", str(tmp_path / "*.jpg"), "--keep-ext", "--inference", "paper"])
+        == 0
+    )
     assert Image.open(tmp_path / "out" / "a.jpg").size == (70, 50)
     assert "inference=paper" in capsys.readouterr().out
     # a.jpg and a.png would both become a.png
-    assert main([*args, "--input", str(tmp_path / "a.jpg"), str(tmp_path / "a.png")]) == 2
+    assert exit_code(main, [*args, "--input", str(tmp_path / "a.jpg"), str(tmp_path / "a.png")]) == 2
     assert "would both be written" in capsys.readouterr().err
-    assert main([*args, "--input", str(tmp_path / "missing.png")]) == 2
+    assert exit_code(main, [*args, "--input", str(tmp_path / "missing.png")]) == 2
     assert "missing.png" in capsys.readouterr().err
 
 

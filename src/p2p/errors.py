@@ -1,7 +1,8 @@
 """p2p's own error types: what went wrong, said once, in terms of the user's files and config keys.
 
-``p2p-train`` prints these without a traceback and exits non-zero (``exit_code``); anything else is a bug
-and keeps its traceback. Every class takes a single message argument, so an error raised inside a
+Every console script prints these as one line without a traceback and exits with ``exit_code`` (1: the
+run failed; 2: a usage error, as argparse's); anything else is a bug and keeps its traceback
+(`p2p.cli.run_cli`). Every class takes a single message argument, so an error raised inside a
 DataLoader worker is re-raised in the main process with its type intact (PyTorch rebuilds it as
 ``type(e)(text)``).
 """
@@ -17,10 +18,18 @@ class P2PError(Exception):
     exit_code = 1
 
 
-class ConfigError(P2PError, ValueError):
+class UsageError(P2PError):
+    """A command was asked for something it cannot do: a missing input, a bad option value."""
+
+    exit_code = 2  # like argparse's
+
+
+class ConfigError(UsageError, ValueError):
     """A config key has a wrong type, an unknown value, or does not fit with another key."""
 
-    exit_code = 2  # a usage error, like argparse's
+
+class InputNotFoundError(UsageError, FileNotFoundError):
+    """A file, folder or pattern named on the command line does not exist or holds nothing usable."""
 
 
 class DataError(P2PError, ValueError):
@@ -33,6 +42,19 @@ class DataError(P2PError, ValueError):
 
 class UnreadableImageError(DataError, RuntimeError):
     """An image that cannot be decoded (also a RuntimeError, the type p2p raised for it before)."""
+
+
+class CheckpointError(UsageError, ValueError):
+    """A weights file or checkpoint that cannot be used: missing, corrupt, not a checkpoint, or of another
+    architecture than the config builds. The message names the file and what is wrong with it."""
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """The named checkpoint, folder or model does not exist."""
+
+
+class DownloadError(P2PError, OSError):
+    """A download failed or did not match its sha256."""
 
 
 class NonFiniteLossError(P2PError, FloatingPointError):

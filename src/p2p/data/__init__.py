@@ -1,6 +1,6 @@
 """Data layer of p2p: paired datasets, transforms, data modules, download cache, synthetic pairs.
 
-Self-contained: nothing here imports from the rest of p2p.
+Imports only `p2p.io` and `p2p.errors` of the rest of p2p.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from p2p.data.datamodule import PairedDataModule, SyntheticDataModule
 from p2p.data.dataset import PairedImageDataset, find_pairs
 from p2p.data.download import DATASETS, ensure_dataset
 from p2p.data.synthetic import SyntheticPairs, render_pair
-from p2p.data.transforms import PairTransform, convert_channels
+from p2p.data.transforms import PairTransform
 
 __all__ = [
     "DATASETS",
@@ -18,7 +18,6 @@ __all__ = [
     "PairedImageDataset",
     "SyntheticDataModule",
     "SyntheticPairs",
-    "convert_channels",
     "ensure_dataset",
     "find_pairs",
     "render_pair",

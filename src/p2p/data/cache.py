@@ -23,7 +23,8 @@ from torch.utils.data import Dataset
 
 from p2p.data.dataset import Pair, PairedImageDataset
 from p2p.data.synthetic import SyntheticPairs, render_pair
-from p2p.data.transforms import BICUBIC, PairTransform, convert_channels, to_tensor
+from p2p.data.transforms import BICUBIC, PairTransform
+from p2p.io import convert_channels, to_tensor
 
 log = logging.getLogger(__name__)
 

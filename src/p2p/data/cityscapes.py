@@ -11,11 +11,12 @@ Unlike the reference, val stays "val" (the pix2pix archive layout; conf/data/cit
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
 from PIL import Image
+
+from p2p.errors import InputNotFoundError, UsageError
 
 PHOTO_SUFFIX, LABEL_SUFFIX = "_leftImg8bit.png", "_gtFine_color.png"
 
@@ -29,7 +30,7 @@ def _split_dir(top: Path, split: str, inner: str) -> Path:
     for d in (top / split, top / inner / split):
         if d.is_dir():
             return d
-    raise FileNotFoundError(
+    raise InputNotFoundError(
         f"no {split!r} folder in {top} (looked for {top / split} and {top / inner / split})"
     )
 
@@ -53,26 +54,26 @@ def prepare_cityscapes(
         Path(output).expanduser(),
     )
     if size < 1:
-        raise ValueError(f"--size must be >= 1, got {size}")
+        raise UsageError(f"--size must be >= 1, got {size}")
     # Check every split before writing anything, so a bad tree fails fast and leaves no partial output.
     jobs = []
     for split in splits:
         labels = _index(_split_dir(gtfine, split, "gtFine"), LABEL_SUFFIX)
         photos = _index(_split_dir(leftimg8bit, split, "leftImg8bit"), PHOTO_SUFFIX)
         if not photos:
-            raise FileNotFoundError(
+            raise InputNotFoundError(
                 f"no */*{PHOTO_SUFFIX} files in {_split_dir(leftimg8bit, split, 'leftImg8bit')}"
             )
         missing_labels = sorted(photos.keys() - labels.keys())
         missing_photos = sorted(labels.keys() - photos.keys())
         if missing_labels or missing_photos:
-            raise FileNotFoundError(
+            raise InputNotFoundError(
                 f"split {split!r}: photos without a label map: [{_names(missing_labels, PHOTO_SUFFIX)}]; "
                 f"label maps without a photo: [{_names(missing_photos, LABEL_SUFFIX)}]"
             )
         out = output / split
         if out.is_dir() and any(out.iterdir()):
-            raise FileExistsError(f"{out} is not empty; remove it or choose another --output")
+            raise UsageError(f"{out} is not empty; remove it or choose another --output")
         jobs.append((split, out, [(photos[k], labels[k]) for k in sorted(photos)]))
 
     counts = {}
@@ -88,30 +89,3 @@ def prepare_cityscapes(
                 print(f"{split}: {i}/{len(pairs)} pairs written to {out}")
         counts[split] = len(pairs)
     return counts
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="p2p-prepare-cityscapes",
-        description="Convert Cityscapes (gtFine + leftImg8bit) into pix2pix pairs: A = photo | B = labels.",
-    )
-    parser.add_argument("--gtFine", required=True, help="unzipped gtFine folder (holds train/, val/)")
-    parser.add_argument(
-        "--leftImg8bit", required=True, help="unzipped leftImg8bit folder (holds train/, val/)"
-    )
-    parser.add_argument(
-        "--output", required=True, help="output dataset root; then train with data.root=OUTPUT"
-    )
-    parser.add_argument("--size", type=int, default=256, help="side of each half in pixels (default 256)")
-    parser.add_argument("--splits", nargs="+", default=["train", "val"], help="splits to convert")
-    args = parser.parse_args(argv)
-    try:
-        counts = prepare_cityscapes(args.gtFine, args.leftImg8bit, args.output, args.size, args.splits)
-    except (OSError, ValueError) as e:
-        parser.exit(2, f"{parser.prog}: error: {e}\n")
-    print(f"done: {counts}; train with data=cityscapes data.root={args.output}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

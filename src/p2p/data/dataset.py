@@ -18,8 +18,9 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from p2p.data.transforms import PairTransform, convert_channels, to_tensor
-from p2p.errors import DataError, UnreadableImageError
+from p2p.data.transforms import PairTransform
+from p2p.errors import DataError
+from p2p.io import convert_channels, open_image, to_tensor
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 DIRECTIONS = ("AtoB", "BtoA")
@@ -104,15 +105,6 @@ def find_pairs(root: str | Path, split: str) -> list[PairFiles]:
     return [PairFiles(a[s], b[s]) for s in sorted(a)]
 
 
-def _open(path: Path) -> Image.Image:
-    try:
-        with Image.open(path) as img:
-            img.load()
-            return img
-    except Exception as e:  # any decoder failure (OSError, DecompressionBombError, ...) names the file
-        raise UnreadableImageError(f"cannot read image {path}: {type(e).__name__}: {e}") from e
-
-
 class PairedImageDataset(Dataset[Pair]):
     """Pairs from a pix2pix folder; returns {"input", "target", "path"} with "input" chosen by `direction`.
 
@@ -147,14 +139,14 @@ class PairedImageDataset(Dataset[Pair]):
         """The raw (A, B) images of one pair, and the path reported for it."""
         files = self.pairs[index]
         if files.b is None:
-            ab = _open(files.a)
+            ab = open_image(files.a)
             w, h = ab.size
             if w % 2:
                 raise DataError(
                     f"{files.a}: width {w} is odd, but an A|B side-by-side image needs an even width"
                 )
             return ab.crop((0, 0, w // 2, h)), ab.crop((w // 2, 0, w, h)), files.a
-        a, b = _open(files.a), _open(files.b)
+        a, b = open_image(files.a), open_image(files.b)
         if a.size != b.size:
             raise DataError(f"{files.a} is {a.size[0]}x{a.size[1]} but {files.b} is {b.size[0]}x{b.size[1]}")
         return a, b, (files.a if self.direction == "AtoB" else files.b)

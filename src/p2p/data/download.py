@@ -2,8 +2,8 @@
 
 `ensure_dataset(name)` returns CACHE/name, downloading and extracting `{BASE_URL}/{name}.tar.gz` first if
 needed. CACHE is `cache_dir`, else $P2P_CACHE, else ~/.cache/p2p; BASE_URL is $P2P_DATASETS_URL, else the
-official Berkeley server. Downloads go to a temporary file and are renamed into place only when complete;
-extraction goes to a temporary folder that is renamed to CACHE/name, so an interrupted run never leaves a
+official Berkeley server. Downloads go through `p2p.io.download` (a temporary file renamed into place only
+when complete, a progress bar); extraction goes to a temporary folder that is renamed to CACHE/name, so an interrupted run never leaves a
 half dataset behind. The archive is deleted after extraction (edges2handbags is 8 GB); its sha256 is kept.
 
 Integrity: when the registry knows an archive's sha256 it is checked; otherwise the hash of the first
@@ -12,15 +12,16 @@ download is stored as CACHE/{name}.tar.gz.sha256 and later downloads must match 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
 import tarfile
 import tempfile
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from p2p.errors import DataError, DownloadError
+from p2p.io import cache_root, download
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +62,6 @@ CITYSCAPES_HELP = (
 )
 
 
-def cache_root(cache_dir: str | Path | None = None) -> Path:
-    return Path(cache_dir or os.environ.get("P2P_CACHE") or Path.home() / ".cache" / "p2p").expanduser()
-
-
 def dataset_url(name: str) -> str:
     return f"{os.environ.get('P2P_DATASETS_URL', DEFAULT_BASE_URL).rstrip('/')}/{name}.tar.gz"
 
@@ -75,49 +72,6 @@ def get_info(name: str) -> DatasetInfo:
             f"unknown dataset name {name!r}; known: {', '.join(DATASETS)} (or 'folder' with a root)"
         )
     return DATASETS[name]
-
-
-def sha256sum(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def download(url: str, dest: Path, timeout: float = 30.0) -> None:
-    """Stream `url` into `dest` through a temporary file in the same folder (atomic rename at the end)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=timeout) as r:
-            total, done, next_log = int(r.headers.get("Content-Length") or 0), 0, 0.1
-            while chunk := r.read(1 << 20):
-                f.write(chunk)
-                done += len(chunk)
-                if total and done / total >= next_log:
-                    log.info("%s: %d%% of %.1f MB", dest.name, 100 * done // total, total / 1e6)
-                    next_log += 0.1
-        if total and done != total:
-            raise OSError(f"connection closed after {done} of {total} bytes")
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _verify(name: str, archive: Path, expected: str | None, pin: Path) -> None:
-    actual = sha256sum(archive)
-    if expected is None:
-        pin.write_text(actual + "\n")
-        log.info("%s: sha256 %s pinned in %s", archive.name, actual, pin)
-    elif actual != expected:
-        archive.unlink()
-        raise RuntimeError(
-            f"dataset {name!r}: {archive.name} has sha256 {actual} but {expected} was expected "
-            f"(from {'the registry' if DATASETS[name].sha256 else pin}); the corrupt or changed download was "
-            f"deleted. Try again, or if the server's file legitimately changed, delete {pin}."
-        )
 
 
 def _extract(archive: Path, dest: Path) -> None:
@@ -152,27 +106,19 @@ def ensure_dataset(name: str, cache_dir: str | Path | None = None) -> Path:
     if dest.is_dir():
         return dest
     if info.manual:
-        raise RuntimeError(f"dataset {name!r} is not in the cache ({dest}). {CITYSCAPES_HELP}")
+        raise DataError(f"dataset {name!r} is not in the cache ({dest}). {CITYSCAPES_HELP}")
     cache.mkdir(parents=True, exist_ok=True)
-    url, archive, pin = dataset_url(name), cache / f"{name}.tar.gz", cache / f"{name}.tar.gz.sha256"
-    if not archive.is_file():
-        log.info("downloading dataset %r from %s to %s", name, url, archive)
-        try:
-            download(url, archive)
-        except OSError as e:  # URLError, HTTPError, timeouts and refused connections are all OSErrors
-            raise RuntimeError(
-                f"could not download dataset {name!r} from {url}: {e}. If this machine is offline, download "
-                f"it elsewhere (`wget {url} && tar -xzf {name}.tar.gz`), copy the extracted folder here and "
-                f"pass data.root=/path/to/{name}."
-            ) from e
-    expected = info.sha256 or (pin.read_text().strip() if pin.is_file() else None)
-    _verify(name, archive, expected, pin)
+    url, archive = dataset_url(name), cache / f"{name}.tar.gz"
+    offline = (f"if this machine is offline, download it elsewhere (`wget {url} && tar -xzf {name}.tar.gz`), "
+               f"copy the extracted folder here and pass data.root=/path/to/{name}")  # fmt: skip
+    try:
+        download(url, archive, info.sha256, offline_hint=offline)
+    except DownloadError as e:
+        raise DownloadError(f"dataset {name!r}: {e}") from None
     log.info("extracting %s to %s", archive, dest)
     try:
         _extract(archive, dest)
     except (tarfile.TarError, OSError, EOFError) as e:
-        raise RuntimeError(
-            f"dataset {name!r}: could not extract {archive}: {e}; delete it and try again"
-        ) from e
+        raise DataError(f"dataset {name!r}: could not extract {archive}: {e}; delete it and try again") from e
     archive.unlink()
     return dest

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from p2p.metrics.color import LabHistograms
 from p2p.metrics.fcn import FcnScorer, segmentation_scores
+from p2p.metrics.fid import FidKid
 
 METRICS = ("l1", "psnr", "ssim", "fid", "kid", "fcn", "color")
 FCN_KEYS = ("pixel_acc", "class_acc", "class_iou")
@@ -53,8 +54,6 @@ class Scores:
         self.fidkid: Any = None
         self.real_features = real_features
         if {"fid", "kid"} & self.metrics:
-            from p2p.metrics.fid import FidKid
-
             self.fidkid = FidKid(self.device)
             if real_features is not None:
                 self.fidkid.update_features(real_features, real=True)

@@ -19,7 +19,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -32,6 +31,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image, ImageFilter
 from torch.utils.data import DataLoader, Subset
+
+from p2p.data.synthetic import PALETTE
+from p2p.io import atomic_save, cache_root
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +74,7 @@ class FcnSettings:
     max_classes: int = 40  # derived palettes: at most this many colours ...
     min_fraction: float = 2e-4  # ... each covering at least this fraction of the flat label pixels
     min_separation: int = 32  # derived colours differ by more than this in some channel
-    cache_dir: str | None = None  # null: $P2P_CACHE/fcn or ~/.cache/p2p/fcn
+    cache_dir: str | None = None  # the cache root (segmenters in <root>/fcn); null: p2p.io.cache_root()
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> FcnSettings:
@@ -262,12 +264,6 @@ def dataset_identity(datamodule: Any, ds: Any = None) -> dict[str, Any]:
     return ident
 
 
-def fcn_cache_dir(cache_dir: str | None = None) -> Path:
-    if cache_dir:
-        return Path(cache_dir).expanduser()
-    return Path(os.environ.get("P2P_CACHE") or Path.home() / ".cache" / "p2p").expanduser() / "fcn"
-
-
 def _palette_for(
     datamodule: Any, settings: FcnSettings, side: str
 ) -> tuple[np.ndarray, np.ndarray | None, str]:
@@ -280,8 +276,6 @@ def _palette_for(
             )
         return given.astype(np.uint8), None, "fcn.palette"
     if type(datamodule).__name__ == "SyntheticDataModule":
-        from p2p.data.synthetic import PALETTE
-
         return PALETTE[: datamodule.num_classes], None, "p2p.data.synthetic.PALETTE"
     if getattr(datamodule, "name", "") == "cityscapes":
         return (
@@ -342,7 +336,7 @@ class FcnScorer:
         trained_by = {k: v for k, v in asdict(settings).items() if k != "cache_dir"}
         key_src = {"version": VERSION, "dataset": ident, "settings": trained_by}
         key = hashlib.sha256(json.dumps(key_src, sort_keys=True, default=str).encode()).hexdigest()[:16]
-        path = fcn_cache_dir(settings.cache_dir) / f"{ident['name'] or 'data'}-{key}.pt"
+        path = cache_root(settings.cache_dir) / "fcn" / f"{ident['name'] or 'data'}-{key}.pt"
         if path.is_file():
             blob = torch.load(path, map_location="cpu", weights_only=True)
             log.info("FCN-score: cached segmenter %s", path)
@@ -354,10 +348,7 @@ class FcnScorer:
             )
             blob = _train(datamodule, settings, palette, ignore, torch.device(device))
             blob["meta"].update(key=key_src, palette_source=source)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".tmp{os.getpid()}")
-            torch.save(blob, tmp)
-            os.replace(tmp, path)  # atomic: concurrent runs (joblib, SLURM) never read half a file
+            atomic_save(blob, path)  # concurrent runs (joblib, SLURM) never read half a file
         seg = Segmenter(len(blob["palette"]), width=blob["meta"]["width"])
         seg.load_state_dict(blob["state_dict"])
         meta = {**blob["meta"], "path": str(path)}

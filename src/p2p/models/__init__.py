@@ -1,22 +1,33 @@
-"""The model zoo: every architecture of the paper, registered by name (see ``p2p.list_models()``)."""
+"""The networks of the paper, registered by name (``p2p.list_models()``), and the pretrained zoo's entries.
+
+The bottom layer of p2p: nothing here imports the rest of p2p (nor Lightning or Hydra). Each builder holds
+its architecture's defaults; configs name a builder and only the arguments they change.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from p2p.models import zoo
 from p2p.models.norm import init_weights, norm_layer
 from p2p.models.patchgan import PatchDiscriminator, PixelDiscriminator
+from p2p.models.registry import build_model, list_models, model_kind, register_model, valid_overrides
 from p2p.models.resnet import ResnetGenerator
 from p2p.models.unet import UNetGenerator
-from p2p.registry import register_model
 
 __all__ = [
     "PatchDiscriminator",
     "PixelDiscriminator",
     "ResnetGenerator",
     "UNetGenerator",
+    "build_model",
     "init_weights",
+    "list_models",
+    "model_kind",
     "norm_layer",
+    "register_model",
+    "valid_overrides",
+    "zoo",
 ]
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from p2p.hub import GeneratorHubMixin
+from p2p.models.hub import GeneratorHubMixin
 from p2p.models.norm import conv_bias, init_weights, norm_layer
 
 
@@ -63,6 +63,10 @@ class ResnetGenerator(nn.Module, GeneratorHubMixin):  # save_pretrained/push_to_
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_channels, 7), nn.Tanh()]
         self.model = nn.Sequential(*layers)
         init_weights(self)
+
+    def registry_name(self) -> str:
+        """A builder that, given every constructor argument, builds this network (for ``config.json``)."""
+        return "resnet_9blocks"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] % 4 or x.shape[-2] % 4:

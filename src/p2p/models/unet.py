@@ -20,7 +20,7 @@ from collections import OrderedDict
 import torch
 import torch.nn as nn
 
-from p2p.hub import GeneratorHubMixin
+from p2p.models.hub import GeneratorHubMixin
 from p2p.models.norm import conv_bias, init_weights, norm_layer
 
 
@@ -84,6 +84,10 @@ class UNetGenerator(nn.Module, GeneratorHubMixin):  # save_pretrained/push_to_hu
             p = dropout if 4 <= i <= num_downs - 2 else 0.0
             self.up.append(_up(up_in, up_out, None if i == 0 else norm, p))
         init_weights(self)
+
+    def registry_name(self) -> str:
+        """A builder that, given every constructor argument, builds this network (for ``config.json``)."""
+        return "unet_256" if self.skip else "encoder_decoder_256"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         side = 2**self.num_downs

@@ -1,4 +1,4 @@
-"""``p2p-report SWEEP_DIR``: a sweep's runs as the paper's ablation tables (1-3, 5) and figures (4-6).
+"""``report(SWEEP_DIR)``: a sweep's runs as the paper's ablation tables (1-3, 5) and figures (4-6).
 
     p2p-train -m experiment=ablation_loss data=facades data.root=/data/facades
     p2p-report multirun/ablation_loss/<time>
@@ -13,7 +13,6 @@ each variant, ground truth) into the sweep folder.
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 from collections.abc import Sequence
@@ -21,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image, ImageDraw
+
+from p2p.errors import DataError, InputNotFoundError
 
 # Row labels as the paper prints them, per ablation (its name and swept config groups: conf/experiment).
 LOSS_LABELS = {"l1": "L1", "gan": "GAN", "cgan": "cGAN", "l1_gan": "L1+GAN", "l1_cgan": "L1+cGAN"}
@@ -60,7 +61,7 @@ COLOR_COLUMNS = [
 def find_runs(sweep_dir: Path) -> tuple[list[tuple[Path, dict[str, Any]]], list[Path]]:
     """(runs with metrics.json in job order, run folders without one)."""
     if not sweep_dir.is_dir():
-        raise FileNotFoundError(f"sweep folder {sweep_dir} does not exist")
+        raise InputNotFoundError(f"sweep folder {sweep_dir} does not exist")
     dirs = [sweep_dir] if (sweep_dir / "metrics.json").is_file() else []
     dirs += sorted((d for d in sweep_dir.iterdir() if d.is_dir()), key=_job_order)
     runs, missing = [], []
@@ -70,7 +71,7 @@ def find_runs(sweep_dir: Path) -> tuple[list[tuple[Path, dict[str, Any]]], list[
             try:
                 runs.append((d, json.loads(path.read_text())))
             except json.JSONDecodeError as e:
-                raise ValueError(f"{path} is not valid JSON: {e}") from e
+                raise DataError(f"{path} is not valid JSON: {e}") from e
         elif (d / ".hydra").is_dir() or (d / "checkpoints").is_dir():
             missing.append(d)
     return runs, missing
@@ -99,7 +100,7 @@ def _fmt(v: Any, fmt: str) -> str:
 
 def markdown(runs: list[tuple[Path, dict[str, Any]]], missing: Sequence[Path] = ()) -> str:
     if not runs:
-        raise ValueError(
+        raise InputNotFoundError(
             "no run with a metrics.json: train with an experiment=ablation_* sweep, or run p2p-eval"
         )
     first = runs[0][1]
@@ -188,23 +189,3 @@ def report(sweep_dir: str | Path, num_images: int = 4, out_dir: str | Path | Non
         md += "\n![same test inputs through every variant](report.png)\n"
     (out / "report.md").write_text(md)
     return md
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="p2p-report", description=__doc__.splitlines()[0].split(": ", 1)[1])
-    parser.add_argument("sweep_dir", help="a multirun folder (or one run folder) with <run>/metrics.json")
-    parser.add_argument("--num-images", type=int, default=4, help="test inputs in the figure (default 4)")
-    parser.add_argument(
-        "--out", default=None, help="where report.md/report.png go (default: the sweep folder)"
-    )
-    args = parser.parse_args(argv)
-    try:
-        md = report(args.sweep_dir, args.num_images, args.out)
-    except (OSError, ValueError) as e:
-        parser.exit(2, f"{parser.prog}: error: {e}\n")
-    print(md, end="")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

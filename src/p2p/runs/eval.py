@@ -1,4 +1,5 @@
-"""``p2p-eval``: score a trained generator on a split, as the paper does (section 4.2), plus FID/KID.
+"""``evaluate(cfg)``: score a trained generator on a split, as the paper does (section 4.2), plus FID/KID
+(``p2p-eval`` runs it; ``p2p-train eval_after_train=true`` calls `evaluate_model`).
 
     p2p-eval ckpt_path=outputs/train/.../checkpoints/last.ckpt data=facades data.root=/data/facades
     p2p-eval ckpt_path=... data=facades inference=paper split=test metrics=[l1,psnr,ssim]
@@ -23,24 +24,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Subset
+from torchvision.utils import save_image
 
 from p2p.config import config_dir
-from p2p.inference import INFERENCE_MODES, inference_mode
+from p2p.config.build import build_datamodule
+from p2p.errors import CheckpointNotFoundError, ConfigError
+from p2p.inference import INFERENCE_MODES, grid_rows, inference_mode
+from p2p.io import atomic_save, atomic_write_text, cache_root
 from p2p.metrics import METRICS, Scores, finite_or_none
-from p2p.metrics.fcn import (
-    FcnScorer,
-    FcnSettings,
-    dataset_identity,
-    fcn_cache_dir,
-    label_layout,
-    plain_dataset,
-)
+from p2p.metrics.fcn import FcnScorer, FcnSettings, dataset_identity, label_layout, plain_dataset
+from p2p.metrics.fid import FidKid
+from p2p.training import Pix2Pix
 
 log = logging.getLogger(__name__)
 
@@ -63,16 +61,14 @@ def eval_settings(cfg: DictConfig) -> DictConfig:
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """p2p-eval: evaluate ``cfg.ckpt_path`` on ``cfg.split`` of ``cfg.data``; writes into cfg.paths.output_dir."""
     if OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.get("ckpt_path"):
-        raise ValueError("ckpt_path is required: p2p-eval ckpt_path=path/to/checkpoints/last.ckpt data=...")
+        raise ConfigError("ckpt_path is required: p2p-eval ckpt_path=path/to/checkpoints/last.ckpt data=...")
     return evaluate_checkpoint(cfg.ckpt_path, cfg, cfg.paths.output_dir)
 
 
 def evaluate_checkpoint(ckpt_path: str | Path, cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     """Evaluate one checkpoint as ``cfg`` says (keys of conf/eval.yaml); returns and saves the metrics."""
-    from p2p.module import Pix2Pix
-
     if not Path(ckpt_path).is_file():
-        raise FileNotFoundError(f"ckpt_path {ckpt_path} does not exist")
+        raise CheckpointNotFoundError(f"ckpt_path {ckpt_path} does not exist")
     model = Pix2Pix.load_from_checkpoint(str(ckpt_path), map_location="cpu")
     return evaluate_model(model, cfg, out_dir, checkpoint=str(ckpt_path))
 
@@ -94,7 +90,7 @@ def evaluate_model(
     auto = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(auto if cfg.device == "auto" else cfg.device)
 
-    dm = instantiate(cfg.data)
+    dm = build_datamodule(cfg)
     for key in ("in_channels", "out_channels"):
         if model.hparams[key] != getattr(dm, key):
             raise ValueError(
@@ -175,10 +171,8 @@ def _fcn_scorer(dm: Any, cfg: DictConfig, device: torch.device) -> tuple[FcnScor
 
 
 def _real_features(dm: Any, dataset: Any, split: str, cfg: DictConfig, device: torch.device) -> torch.Tensor:
-    """FID features of the real images of the evaluated split, cached next to the segmenters: every run of a
-    sweep scores against the same real images, and the FID network is the slow part on a CPU."""
-    from p2p.metrics.fid import FidKid
-
+    """FID features of the real images of the evaluated split, cached: every run of a sweep scores against
+    the same real images, and the FID network is the slow part on a CPU."""
     t = dm.eval_transform
     ident = {
         "dataset": dataset_identity(dm, dataset),
@@ -189,26 +183,18 @@ def _real_features(dm: Any, dataset: Any, split: str, cfg: DictConfig, device: t
     }
     key = hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
     name = dm.name if isinstance(getattr(dm, "name", None), str) else "data"
-    path = fcn_cache_dir(cfg.fcn.get("cache_dir")).parent / "fid" / f"{name}-{split}-{key}.pt"
+    path = cache_root(cfg.fcn.get("cache_dir")) / "fid" / f"{name}-{split}-{key}.pt"
     if path.is_file():
         return torch.load(path, map_location="cpu", weights_only=True)
     fidkid = FidKid(device)
     loader = DataLoader(dataset, batch_size=dm.batch_size, num_workers=dm.num_workers, shuffle=False)
     feats = torch.cat([fidkid.features(b["target"]) for b in loader])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{time.time_ns()}.tmp")
-    torch.save(feats, tmp)
-    tmp.replace(path)  # atomic: parallel runs of a sweep never read half a file
+    atomic_save(feats, path)  # parallel runs of a sweep never read half a file
     return feats
 
 
 def _save(result: dict[str, Any], samples: list[torch.Tensor], out_dir: Path, split: str) -> None:
-    from torchvision.utils import save_image
-
-    from p2p.module import grid_rows
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_text(out_dir / "metrics.json", json.dumps(result, indent=2) + "\n")
     if not samples:
         return
     x, fake, y = torch.stack(samples).unbind(1)
@@ -220,13 +206,3 @@ def _save(result: dict[str, Any], samples: list[torch.Tensor], out_dir: Path, sp
         for name, img in zip(("input", "output", "target"), triple):
             rgb = (img.clamp(-1, 1) + 1) / 2
             save_image(rgb.expand(3, -1, -1) if rgb.shape[0] == 1 else rgb, sdir / f"{i:03d}_{name}.png")
-
-
-@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="eval")
-def main(cfg: DictConfig) -> None:
-    result = evaluate(cfg)
-    print(json.dumps(result), flush=True)  # the last stdout line: machine-readable
-
-
-if __name__ == "__main__":
-    main()

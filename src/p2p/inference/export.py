@@ -1,7 +1,4 @@
-"""``p2p-export``: ship a generator as ONNX or TorchScript, checked against PyTorch.
-
-p2p-export --checkpoint run/checkpoints/last.ckpt --format onnx --output G.onnx --dynamic-size
-p2p-export --checkpoint facades_label2photo --format torchscript --output G.pt
+"""Ship a generator as ONNX or TorchScript, checked against PyTorch (``p2p-export`` runs it).
 
 The network is exported in ``eval`` mode: running BatchNorm statistics, dropout off, deterministic. The
 paper's test-time behaviour (``--inference paper``: dropout on and batch statistics, section 3.1) is not
@@ -14,19 +11,16 @@ inputs (and, with ``--dynamic-size``, on a second size) and compared with PyTorc
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
-import sys
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn as nn
 
-from p2p.translate import generator_channels, size_divisor
+from p2p.errors import UsageError
+from p2p.inference.translator import generator_channels, size_divisor
 
 log = logging.getLogger(__name__)
 
@@ -101,15 +95,15 @@ def export_generator(
     ``size`` defaults to the network's divisor (2**num_downs for a U-Net), at least 64.
     """
     if fmt not in FORMATS:
-        raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+        raise UsageError(f"format must be one of {FORMATS}, got {fmt!r}")
     if opset < 17:
-        raise ValueError(f"opset must be >= 17, got {opset}")
+        raise UsageError(f"opset must be >= 17, got {opset}")
     model = model.cpu().eval()
     in_ch, _ = generator_channels(model)
     d = size_divisor(model)
     size = size or (max(d, 64),) * 2
     if size[0] % d or size[1] % d:
-        raise ValueError(f"size {size} must be multiples of {d} for this network")
+        raise UsageError(f"size {size} must be multiples of {d} for this network")
     gen = torch.Generator().manual_seed(seed)
     x = torch.rand(1, in_ch, *size, generator=gen) * 2 - 1
     path = Path(output)
@@ -152,51 +146,3 @@ def export_generator(
         "checks": checks,
         "max_abs_diff": max(c[3] for c in checks),
     }
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="p2p-export", description=__doc__.split("\n\n")[0])
-    p.add_argument(
-        "--checkpoint", required=True, help="anything p2p.load_generator takes (file, URL, tag, ...)"
-    )
-    p.add_argument("--format", choices=FORMATS, default="onnx")
-    p.add_argument("--output", required=True, help="the file to write")
-    p.add_argument("--dynamic-size", action="store_true", help="dynamic height and width (default: fixed)")
-    p.add_argument(
-        "--size", type=int, nargs=2, metavar=("H", "W"), help="example input size (default: native)"
-    )
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17)")
-    p.add_argument("--atol", type=float, default=1e-3, help="fail if the max abs difference exceeds this")
-    p.add_argument("--arch", default=None, help='JSON architecture override, e.g. \'{"norm": "instance"}\'')
-    p.add_argument("--allow-pickle", action="store_true", help="permit full unpickling (trusted files only)")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from p2p.hub import load_generator
-
-    try:
-        arch = json.loads(args.arch) if args.arch else None
-        model = load_generator(args.checkpoint, arch=arch, allow_pickle=args.allow_pickle)
-        result = export_generator(
-            model,
-            args.output,
-            args.format,
-            size=tuple(args.size) if args.size else None,
-            dynamic_size=args.dynamic_size,
-            opset=args.opset,
-        )
-    except (FileNotFoundError, ValueError, KeyError, RuntimeError, OSError) as e:
-        print(f"p2p-export: error: {e}", file=sys.stderr)
-        return 2
-    print(
-        f"exported {args.checkpoint} to {result['path']} ({args.format}, {result['exporter']}, eval mode: "
-        "running BatchNorm statistics, no dropout; the paper's test-time mode is not exported)"
-    )
-    for b, h, w, diff in result["checks"]:
-        print(f"  check batch={b} size={h}x{w}: max_abs_diff={diff:.3g}")
-    ok = result["max_abs_diff"] <= args.atol
-    print(f"max_abs_diff={result['max_abs_diff']:.3g} ({'ok' if ok else 'FAILED'}: atol={args.atol:g})")
-    return 0 if ok else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

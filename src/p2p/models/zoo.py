@@ -1,4 +1,7 @@
-"""Pretrained generators: tags that ``p2p.load_generator(tag)`` and ``p2p-translate --checkpoint TAG`` accept.
+"""Pretrained generators, named timm-style ``arch.tag`` (``unet_256.facades_label2photo``):
+``p2p.list_models(pretrained=True)`` lists them, ``p2p.create_model(name, pretrained=True)``,
+``p2p.load_generator(name)`` and ``p2p-translate --checkpoint NAME`` load one. The bare tags of earlier
+releases (``facades_label2photo``) are accepted too.
 
 The official pix2pix PyTorch models (Isola et al.; github.com/junyanz/pytorch-CycleGAN-and-pix2pix,
 ``scripts/download_pix2pix_model.sh``) are U-Net-256 generators with BatchNorm and dropout, trained at
@@ -12,7 +15,6 @@ pins its hash in the cache, later downloads must match it; an entry with a sha25
 
 from __future__ import annotations
 
-import fnmatch
 import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -47,12 +49,17 @@ class Pretrained:
     licence: str = "BSD (the reference repository's licence); the training data has its own terms"
 
     @property
+    def name(self) -> str:
+        """The model's name: ``arch.tag``."""
+        return f"{self.arch['name']}.{self.tag}"
+
+    @property
     def url(self) -> str:
         return f"{os.environ.get('P2P_ZOO_URL', DEFAULT_BASE_URL).rstrip('/')}/{self.filename}"
 
     def metadata(self) -> dict[str, Any]:
         """Everything about the entry as plain data (what ``pretrained_info`` returns), URL resolved."""
-        return {**asdict(self), "url": self.url}
+        return {**asdict(self), "name": self.name, "url": self.url}
 
 
 PRETRAINED: dict[str, Pretrained] = {
@@ -69,16 +76,23 @@ PRETRAINED: dict[str, Pretrained] = {
 }
 
 
-def list_pretrained(pattern: str = "*", kind: str | None = None) -> list[str]:
-    """Zoo tags matching a shell-style ``pattern``; all are generators (``kind="discriminator"``: none)."""
-    if kind not in (None, "generator"):
-        return []
-    return sorted(t for t in PRETRAINED if fnmatch.fnmatch(t, pattern))
+def names() -> list[str]:
+    """Every pretrained model's name, ``arch.tag``."""
+    return sorted(p.name for p in PRETRAINED.values())
 
 
-def pretrained_info(tag: str) -> dict[str, Any]:
-    """Metadata of a zoo tag: task, dataset, direction, input size, preprocessing, url, sha256, source,
-    licence, architecture and recommended inference mode."""
-    if tag not in PRETRAINED:
-        raise KeyError(f"unknown pretrained tag {tag!r}; choose from: {', '.join(list_pretrained())}")
-    return PRETRAINED[tag].metadata()
+def find(name: str) -> Pretrained | None:
+    """The entry called ``name`` (``arch.tag``, or a bare ``tag``), or None."""
+    for p in PRETRAINED.values():
+        if name in (p.name, p.tag):
+            return p
+    return None
+
+
+def pretrained_info(name: str) -> dict[str, Any]:
+    """Metadata of a pretrained model: task, dataset, direction, input size, preprocessing, url, sha256,
+    source, licence, architecture and recommended inference mode."""
+    entry = find(name)
+    if entry is None:
+        raise KeyError(f"unknown pretrained model {name!r}; choose from: {', '.join(names())}")
+    return entry.metadata()

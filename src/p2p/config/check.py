@@ -21,10 +21,23 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.utils import get_class
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from p2p.config.paths import config_dir
+from p2p.data.dataset import DIRECTIONS
+from p2p.data.download import DATASETS
+from p2p.data.transforms import PREPROCESS
+from p2p.data.validate import ON_BAD_FILE
 from p2p.errors import ConfigError
+from p2p.inference import INFERENCE_MODES
+from p2p.models import build_model, list_models, valid_overrides
+from p2p.models.norm import NORMS
+from p2p.training import GAN_MODES, NONFINITE_ACTIONS, Objective
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +109,6 @@ _ABSENT = object()
 
 def _params(target: str) -> list[str] | None:
     """Constructor arguments of a ``_target_`` class (None if it cannot be imported)."""
-    from hydra.utils import get_class
-
     try:
         cls = get_class(target)
     except Exception:
@@ -106,10 +117,6 @@ def _params(target: str) -> list[str] | None:
 
 
 def _check_data(c: _Checker) -> None:
-    from p2p.data.dataset import DIRECTIONS
-    from p2p.data.transforms import PREPROCESS
-    from p2p.data.validate import ON_BAD_FILE
-
     target = c.get("data._target_")
     params = _params(target) if isinstance(target, str) else None
     if params is not None:
@@ -120,8 +127,6 @@ def _check_data(c: _Checker) -> None:
     c.integer("data.max_val_samples", 1, optional=True)
     c.integer("data.seed", 0)
     if target == "p2p.data.PairedDataModule":
-        from p2p.data.download import DATASETS
-
         c.choice("data.name", ["folder", *DATASETS])
     c.choice("data.direction", DIRECTIONS)
     c.choice("data.preprocess", PREPROCESS)
@@ -144,22 +149,16 @@ def _check_data(c: _Checker) -> None:
 
 
 def _check_model(c: _Checker) -> None:
-    from p2p.inference import INFERENCE_MODES
-    from p2p.losses import GAN_MODES, Objective
-    from p2p.models.norm import NORMS
-    from p2p.module import NONFINITE_ACTIONS
-    from p2p.registry import _valid_overrides, list_models
-
-    if c.get("model._target_") != "p2p.module.Pix2Pix":
+    if c.get("model._target_") != "p2p.training.Pix2Pix":
         return  # someone's own LightningModule: only they know its keys
-    c.keys("model", _params("p2p.module.Pix2Pix") or [], "p2p.module.Pix2Pix")
+    c.keys("model", _params("p2p.training.Pix2Pix") or [], "p2p.training.Pix2Pix")
     for net, kind in (("generator", "generator"), ("discriminator", "discriminator")):
         name = c.get(f"model.{net}.name")
         models = list_models(kind=kind)
         if name not in models:
             c.choice(f"model.{net}.name", models)
             continue
-        valid = ["name", *_valid_overrides(name)]
+        valid = ["name", *valid_overrides(name)]
         node = c.get(f"model.{net}")
         for k, v in node.items():
             if v is not None and k not in valid:  # null unsets an inherited key (the module drops it)
@@ -220,15 +219,13 @@ def _one_thread() -> Iterator[None]:
 
 def _build(c: _Checker, net: str, width: str, **kw: Any) -> torch.nn.Module:
     """``model.<net>`` as configured, but 1 channel wide: shapes do not depend on the width."""
-    from p2p.registry import _valid_overrides, create_model
-
     node = OmegaConf.to_container(c.get(f"model.{net}"), resolve=True)
     assert isinstance(node, dict)
     name = str(node.pop("name"))
     args: dict[str, Any] = {str(k): v for k, v in node.items() if v is not None}
-    if width in _valid_overrides(name):
+    if width in valid_overrides(name):
         args[width] = 1
-    return create_model(name, **{**args, **kw})
+    return build_model(name, **{**args, **kw})
 
 
 def _check_shapes(c: _Checker) -> None:
@@ -237,7 +234,7 @@ def _check_shapes(c: _Checker) -> None:
     if (
         c.problems
         or side is None
-        or c.get("model._target_") != "p2p.module.Pix2Pix"
+        or c.get("model._target_") != "p2p.training.Pix2Pix"
         or not isinstance(batch, int)
     ):
         return  # the keys these need are already reported wrong
@@ -319,12 +316,6 @@ def explain_overrides(overrides: list[str], config_name: str = "train") -> list[
     """Hints for command-line overrides of keys that do not exist: the valid keys there, and the closest.
 
     Called after Hydra rejected the command line; composes the config with only the group choices."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    from p2p.config import config_dir
-
     try:
         parsed = OverridesParser.create().parse_overrides([o for o in overrides if "=" in o])
     except Exception:

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Literal, get_args
 
 import torch.nn as nn
 
-INFERENCE_MODES = ("paper", "eval")
+InferenceMode = Literal["paper", "eval"]
+INFERENCE_MODES: tuple[str, ...] = get_args(InferenceMode)
 
 
 @contextmanager

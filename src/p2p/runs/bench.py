@@ -1,4 +1,4 @@
-"""``p2p-bench``: how fast p2p trains and translates, against a plain eager fp32 loop of the same networks.
+"""``bench(cfg)``: how fast p2p trains and translates, against a plain eager fp32 loop of the same networks.
 
 p2p-bench model=unet_patch70 data=facades data.root=/data/facades          # paper recipe: batch 1, 256x256
 p2p-bench ... bench.compare=[plain_fp32,p2p,p2p_fp32,p2p_nchw]              # switch features off one at a time
@@ -22,7 +22,6 @@ it), so load that changes between steps cancels. The last stdout line is one JSO
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import os
 import platform
@@ -32,23 +31,22 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from typing import Any
 
-import hydra
 import lightning as L
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import yaml
-from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch.utils.data import DataLoader, default_collate
 from torch.utils.flop_counter import FlopCounterMode
 
-from p2p import perf
-from p2p.config import config_dir
-from p2p.inference import inference_mode
-from p2p.losses import Objective, discriminator_loss, gan_loss
-from p2p.registry import create_model
+from p2p.config import check_config
+from p2p.config.build import build_datamodule, build_module, build_trainer
+from p2p.inference import Translator, inference_mode
+from p2p.models import build_model
+from p2p.models.hub import p2p_version
+from p2p.training import Objective, discriminator_loss, gan_loss, perf
 
 log = logging.getLogger(__name__)
 
@@ -160,11 +158,11 @@ class PlainLoop:
         assert isinstance(loss, dict)
         self.obj = Objective(**loss)  # type: ignore[arg-type]
         self.device = device
-        self.G = create_model(g.pop("name"), in_channels=cin, out_channels=cout, **g).to(device)
+        self.G = build_model(g.pop("name"), in_channels=cin, out_channels=cout, **g).to(device)
         self.D: nn.Module | None = None
         if self.obj.uses_gan:
             d_in = cin + cout if self.obj.conditional else cout
-            self.D = create_model(d.pop("name"), in_channels=d_in, **d).to(device)
+            self.D = build_model(d.pop("name"), in_channels=d_in, **d).to(device)
         lr, betas = float(model["optim"]["lr"]), tuple(model["optim"]["betas"])
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=lr, betas=betas)  # type: ignore[arg-type]
         self.opt_d = (
@@ -239,11 +237,9 @@ class Variant:
     """p2p's module and data module under one config, fitted afresh each round (same objects)."""
 
     def __init__(self, name: str, cfg: DictConfig) -> None:
-        from p2p.train import build_model
-
         self.name, self.cfg = name, cfg
-        self.datamodule = instantiate(cfg.data)
-        self.model = build_model(cfg)
+        self.datamodule = build_datamodule(cfg)
+        self.model = build_module(cfg)
         trainer_cfg = cfg.trainer
         self.precision = str(
             perf.resolve_precision(trainer_cfg.get("precision"), trainer_cfg.get("accelerator"))
@@ -255,22 +251,19 @@ class Variant:
     def fit(self, timed: int, between: Callable[[], float] | None = None) -> tuple[list[float], list[float]]:
         """``StepTimer.WARM`` + ``timed`` training batches; returns the durations of the timed ones, and of
         the ``between`` calls that preceded them (see StepTimer)."""
-        from p2p.train import build_trainer
-
         cfg = OmegaConf.create(OmegaConf.to_container(self.cfg, resolve=True))
         assert isinstance(cfg, DictConfig)
         with open_dict(cfg):
             cfg.logger = None
             cfg.callbacks = {
-                "bench_timer": {"_target_": "p2p.bench.StepTimer", "stop_after": timed + StepTimer.WARM}
+                "bench_timer": {"_target_": "p2p.runs.bench.StepTimer", "stop_after": timed + StepTimer.WARM}
             }
             cfg.trainer.update(
                 max_epochs=-1, max_steps=-1, limit_train_batches=None, limit_val_batches=0,
                 num_sanity_val_steps=0, enable_progress_bar=False, val_check_interval=None,
             )  # fmt: skip
         trainer = build_trainer(cfg, enable_checkpointing=False, enable_model_summary=False)
-        timer_cls = hydra.utils.get_class("p2p.bench.StepTimer")  # not __main__'s under python -m p2p.bench
-        timer: StepTimer = next(c for c in trainer.callbacks if isinstance(c, timer_cls))  # type: ignore[attr-defined,assignment]
+        timer: StepTimer = next(c for c in trainer.callbacks if isinstance(c, StepTimer))  # type: ignore[attr-defined]
         timer.between = between
         trainer.fit(self.model, datamodule=self.datamodule)
         return timer.intervals(), timer.between_times
@@ -320,8 +313,6 @@ def loop_flops(loop: PlainLoop, batch: dict[str, torch.Tensor], x_infer: torch.T
 
 # --- the benchmark ---------------------------------------------------------------------------------------
 def environment(device: torch.device) -> dict[str, Any]:
-    from p2p import __version__
-
     env: dict[str, Any] = {
         "device": device.type,
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else perf.cpu_model(),
@@ -333,7 +324,7 @@ def environment(device: torch.device) -> dict[str, Any]:
             "python": platform.python_version(),
             "torch": torch.__version__,
             "lightning": L.__version__,
-            "p2p": __version__,
+            "p2p": p2p_version(),
             "cuda": torch.version.cuda,
             "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
             "onednn": torch.backends.mkldnn.is_available(),
@@ -353,8 +344,6 @@ def bench(cfg: DictConfig) -> dict[str, Any]:
     raw per-step times. Rates are batch size / median step time (``*_best``: / the fastest step, and
     ``speedup_best`` from the two fastest steps: the figures least disturbed by other load).
     """
-    from p2p.config_check import check_config
-
     check_config(cfg)  # the same checks, and errors, as p2p-train
     b = cfg.bench
     if b.get("threads"):
@@ -382,7 +371,7 @@ def bench(cfg: DictConfig) -> dict[str, Any]:
     # the modes, each built once (compiled graphs and caches persist across rounds)
     variants = {m: Variant(m, apply_overrides(cfg, b.variants[m])) for m in compare if m != PLAIN}
     plain = PlainLoop(cfg, device) if PLAIN in compare else None
-    dm = next(iter(variants.values())).datamodule if variants else instantiate(cfg.data)
+    dm = next(iter(variants.values())).datamodule if variants else build_datamodule(cfg)
     dm.setup("fit")
     ds = dm.train_set
     batch = default_collate([ds[i % len(ds)] for i in range(bs)])
@@ -515,14 +504,11 @@ def _probe(cfg_yaml: str, size: int, what: str, budget_mb: float, out: Any) -> N
     on ``out``. The model is built before the measurement starts, so "before" includes it."""
     import resource
 
-    from p2p.train import build_model, build_trainer
-    from p2p.translate import Translator
-
     cfg = OmegaConf.create(cfg_yaml)
     assert isinstance(cfg, DictConfig)
     device = torch.device(perf.accelerator_type(cfg.trainer.get("accelerator")))
     memory = Memory(device)
-    model = build_model(cfg)
+    model = build_module(cfg)
     if (
         device.type == "cpu" and budget_mb > 0
     ):  # allocations past the budget fail instead of the host swapping
@@ -594,13 +580,3 @@ def memory_sweep(cfg: DictConfig) -> dict[str, Any]:
                 break
             results["largest"][what] = int(size)
     return results
-
-
-@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="bench")
-def main(cfg: DictConfig) -> None:
-    result = memory_sweep(cfg) if cfg.bench.get("memory_sweep") else bench(cfg)
-    print(json.dumps(result), flush=True)  # the last stdout line: one JSON object
-
-
-if __name__ == "__main__":
-    main()

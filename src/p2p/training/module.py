@@ -19,9 +19,10 @@ from torchmetrics import MeanMetric
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
 from p2p.errors import NonFiniteLossError
-from p2p.inference import INFERENCE_MODES, inference_mode
-from p2p.losses import Objective, discriminator_loss, gan_loss
-from p2p.perf import (
+from p2p.inference import INFERENCE_MODES, grid_rows, inference_mode
+from p2p.models import build_model
+from p2p.training.objective import Objective, discriminator_loss, gan_loss
+from p2p.training.perf import (
     compile_mode,
     compile_modules,
     fused_adam_available,
@@ -31,7 +32,6 @@ from p2p.perf import (
     to_channels_last,
     to_contiguous,
 )
-from p2p.registry import create_model
 
 log = logging.getLogger(__name__)
 NONFINITE_ACTIONS = ("error", "skip")
@@ -84,14 +84,14 @@ class Pix2Pix(L.LightningModule):
         self.compile_mode = compile_mode(compile, cuda_graphs)  # checked here: a typo fails before training
         self._compiled = False
 
-        self.G = create_model(
+        self.G = build_model(
             generator.pop("name"), in_channels=in_channels, out_channels=out_channels, **generator
         )
         self.D: torch.nn.Module | None = None
         if self.objective.uses_gan:
             # cGAN: D sees the input and the output stacked on channels; GAN: the output alone
             d_in = in_channels + out_channels if self.objective.conditional else out_channels
-            self.D = create_model(discriminator.pop("name"), in_channels=d_in, **discriminator)
+            self.D = build_model(discriminator.pop("name"), in_channels=d_in, **discriminator)
         self.automatic_optimization = False  # two optimisers, stepped by hand as in the paper
 
         self.val_l1 = MeanMetric()
@@ -257,16 +257,6 @@ class Pix2Pix(L.LightningModule):
         grid = torch.cat(rows)  # (N, 3, 3 * ... ) each row: input | output | target
         save_image(grid, path, nrow=1, padding=2)
         log_image(self.logger, "val/grid", path, self.global_step)
-
-
-def grid_rows(x: torch.Tensor, fake: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """One image per example: input | output | target side by side, in [0, 1], RGB."""
-
-    def rgb(t: torch.Tensor) -> torch.Tensor:
-        t = (t.float().clamp(-1, 1) + 1) / 2
-        return t.expand(-1, 3, -1, -1) if t.shape[1] == 1 else t[:, :3]
-
-    return torch.cat([rgb(x), rgb(fake), rgb(y)], dim=3)
 
 
 def log_image(logger: Any, key: str, path: Path, step: int) -> None:

@@ -1,0 +1,169 @@
+"""``p2p-translate``: translate images of any size with a trained generator (`p2p.inference.Translator`).
+
+p2p-translate --checkpoint run/checkpoints/last.ckpt --input labels/ --output out/
+p2p-translate --checkpoint unet_256.facades_label2photo --input 'maps/**/*.png' --output out/ --tile 512
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import logging
+import sys
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from PIL import Image
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from p2p.cli import parse_arch, run_cli
+from p2p.errors import InputNotFoundError, UsageError
+from p2p.inference import INFERENCE_MODES, Translator
+from p2p.inference.translator import BLENDS, MODE_NOTES, pad_to, padded_size
+from p2p.models import zoo
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+def find_images(inputs: Sequence[str]) -> list[tuple[Path, Path]]:
+    """(file, output name relative to the output folder) for files, folders (recursive) and globs."""
+    found: list[tuple[Path, Path]] = []
+    for item in inputs:
+        p = Path(item).expanduser()
+        if p.is_file():
+            found.append((p, Path(p.name)))
+        elif p.is_dir():
+            files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+            if not files:
+                raise InputNotFoundError(f"{p}: no images ({', '.join(IMAGE_EXTENSIONS)}) in this folder")
+            found += [(f, f.relative_to(p)) for f in files]
+        elif glob.has_magic(item):
+            files = sorted(Path(f) for f in glob.glob(str(p), recursive=True) if Path(f).is_file())
+            if not files:
+                raise InputNotFoundError(f"{item}: the pattern matches no files")
+            found += [(f, Path(f.name)) for f in files]
+        else:
+            raise InputNotFoundError(f"{item}: no such file, folder or glob match")
+    return found
+
+
+def output_path(out_dir: Path, rel: Path, keep_ext: bool) -> Path:
+    return out_dir / (rel if keep_ext else rel.with_suffix(".png"))
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.seed is not None:
+        torch.manual_seed(args.seed)  # paper mode samples dropout masks
+    arch = parse_arch(args.arch)
+    tr = Translator(
+        args.checkpoint,
+        device=None if args.device == "auto" else args.device,
+        inference=args.inference,
+        tile=args.tile,
+        overlap=args.overlap,
+        blend=args.blend,
+        batch_size=args.batch_size,
+        allow_pickle=args.allow_pickle,
+        arch=arch,
+    )
+    files = find_images(args.input)
+    out_dir = Path(args.output)
+    targets: dict[Path, Path] = {}
+    for src, rel in files:
+        dest = output_path(out_dir, rel, args.keep_ext)
+        if dest in targets:
+            raise UsageError(f"{src} and {targets[dest]} would both be written to {dest}")
+        targets[dest] = src
+    print(
+        f"p2p-translate: {len(files)} images, inference={tr.inference} "
+        f"({MODE_NOTES[tr.inference]}), "
+        f"device={tr.device}, sides padded to multiples of {tr.divisor}"
+        + (f", tiles {tr.tile} overlap {tr.overlap} ({tr.blend})" if tr.tile else "")
+    )
+    # batch images whose padded sizes agree (one forward pass each); the rest go alone
+    groups: dict[tuple[int, int], list[tuple[Path, Path]]] = defaultdict(list)
+    for src, rel in files:
+        with Image.open(src) as im:
+            w, h = im.size
+        groups[padded_size(h, w, tr.divisor)].append((src, rel))
+    with Progress(disable=args.no_progress) as progress:
+        task = progress.add_task("translating", total=len(files))
+        for (ph, pw), members in groups.items():
+            step = 1 if tr.tile and max(ph, pw) > tr.tile else tr.batch_size
+            for i in range(0, len(members), step):
+                chunk = members[i : i + step]
+                xs, sizes = [], []
+                for src, _ in chunk:
+                    with Image.open(src) as im:
+                        x, _kind = tr._to_tensor(im)
+                    sizes.append(x.shape[-2:])
+                    xs.append(pad_to(x, ph, pw))
+                batch = torch.cat([x for x, _ in xs])
+                y = tr.translate_tensor(batch)  # already padded: translate_tensor pads by nothing
+                for (_src, rel), (_, (top, left)), (h, w), out in zip(chunk, xs, sizes, y):
+                    img = tr._from_tensor(out[None, :, top : top + h, left : left + w], "pil", None)
+                    dest = output_path(out_dir, rel, args.keep_ext)
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    img.save(dest, **({"quality": 95} if dest.suffix.lower() in (".jpg", ".jpeg") else {}))
+                progress.advance(task, len(chunk))
+    print(f"wrote {len(files)} images to {out_dir}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="p2p-translate",
+        description="Translate images with a pix2pix generator; outputs keep the inputs' names and sizes.",
+        epilog="p2p-translate --list-pretrained prints the zoo's tags with their metadata.",
+    )
+    p.add_argument("--checkpoint", required=True, help="a .ckpt, save_pretrained folder, .pth/.safetensors, "
+                   "http(s) URL, hf-hub:owner/name or zoo tag (p2p-translate --list-pretrained)")  # fmt: skip
+    p.add_argument("--input", nargs="+", required=True, help="image files, folders (recursive) or globs")
+    p.add_argument("--output", required=True, help="output folder (created)")
+    p.add_argument("--inference", choices=INFERENCE_MODES, default=None,
+                   help="eval: deterministic; paper: dropout + per-image statistics (default: the source's "
+                   "recommendation, else eval)")  # fmt: skip
+    p.add_argument("--tile", type=int, default=None, help="translate images larger than this in tiles")
+    p.add_argument("--overlap", type=int, default=32, help="pixels shared by neighbouring tiles (default 32)")
+    p.add_argument("--blend", choices=BLENDS, default="linear", help="tile blending weights")
+    p.add_argument(
+        "--batch-size", type=int, default=4, help="images of the same padded size per forward pass"
+    )
+    p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
+    p.add_argument("--keep-ext", action="store_true", help="keep the input's extension (default: .png)")
+    p.add_argument("--seed", type=int, default=None, help="seed for paper mode's dropout")
+    p.add_argument("--arch", default=None, help='JSON architecture override, e.g. \'{"norm": "instance"}\'')
+    p.add_argument("--allow-pickle", action="store_true", help="permit full unpickling (trusted files only)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def list_pretrained_table() -> None:
+    table = Table("name (--checkpoint NAME)", "task", "inference", title="pretrained generators")
+    for name in zoo.names():
+        e = zoo.find(name)
+        assert e is not None
+        table.add_row(name, f"{e.task} ({e.dataset} {e.direction}, {e.input_size}px)", e.inference)
+    Console().print(table)
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--list-pretrained" in argv:
+        list_pretrained_table()
+        return 0
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    return run(args)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    run_cli("p2p-translate", lambda: _main(argv))
+
+
+if __name__ == "__main__":
+    main()

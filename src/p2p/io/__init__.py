@@ -1,0 +1,23 @@
+"""Reading and writing, for every layer above: images, the download cache, all-or-nothing writes.
+
+Nothing here knows about pix2pix; it imports only `p2p.errors`.
+"""
+
+from __future__ import annotations
+
+from p2p.io.atomic import atomic_save, atomic_write, atomic_write_text
+from p2p.io.cache import cache_root
+from p2p.io.download import download, sha256sum
+from p2p.io.images import convert_channels, open_image, to_tensor
+
+__all__ = [
+    "atomic_save",
+    "atomic_write",
+    "atomic_write_text",
+    "cache_root",
+    "convert_channels",
+    "download",
+    "open_image",
+    "sha256sum",
+    "to_tensor",
+]

@@ -1,0 +1,43 @@
+"""``train(cfg)``: one pix2pix training run from a composed p2p-train config (``p2p-train`` runs it; tests
+and notebooks call it directly)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import lightning as L
+from omegaconf import DictConfig
+
+from p2p.config import check_config
+from p2p.config.build import build_datamodule, build_module, build_trainer
+from p2p.runs.eval import evaluate_model
+
+log = logging.getLogger(__name__)
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Train pix2pix as ``cfg`` says; returns the final metrics and where the checkpoints are."""
+    check_config(cfg)  # every config problem at once, before any data is read (p2p.config.check)
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True)
+    datamodule = build_datamodule(cfg)
+    model = build_module(cfg)
+    trainer = build_trainer(cfg)
+    log.info("run folder: %s", trainer.default_root_dir)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    ckpt = trainer.checkpoint_callback
+    result = {
+        "metrics": metrics,
+        "run_dir": trainer.default_root_dir,
+        "best_ckpt": getattr(ckpt, "best_model_path", None),
+        "last_ckpt": getattr(ckpt, "last_model_path", None),
+    }
+    if trainer.is_global_zero:
+        log.info("metrics: %s", metrics)
+        log.info("checkpoints: best %s, last %s", result["best_ckpt"], result["last_ckpt"])
+    if cfg.get("eval_after_train") and trainer.is_global_zero:
+        # the final model on the test split -> run_dir/metrics.json (p2p-report reads it)
+        result["eval"] = evaluate_model(model, cfg, trainer.default_root_dir, checkpoint=result["last_ckpt"])
+    return result

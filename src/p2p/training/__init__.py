@@ -1,0 +1,27 @@
+"""Training pix2pix: the LightningModule (the paper's algorithm, section 3.3), its objective, the callbacks
+that make a run resumable and stoppable, and the speed settings that leave results unchanged.
+
+Imports the inference, models, io layers below it (and Lightning).
+"""
+
+from __future__ import annotations
+
+from p2p.training.callbacks import PreemptionCheckpoint, RNGState
+from p2p.training.checkpoint_io import AtomicCheckpointIO
+from p2p.training.module import NONFINITE_ACTIONS, Pix2Pix, log_image
+from p2p.training.objective import GAN_MODES, Objective, discriminator_loss, gan_loss
+from p2p.training.perf import resolve_precision
+
+__all__ = [
+    "GAN_MODES",
+    "NONFINITE_ACTIONS",
+    "AtomicCheckpointIO",
+    "Objective",
+    "Pix2Pix",
+    "PreemptionCheckpoint",
+    "RNGState",
+    "discriminator_loss",
+    "gan_loss",
+    "log_image",
+    "resolve_precision",
+]

@@ -1,0 +1,165 @@
+"""One reader for every file p2p takes weights from, for the generator (``G``) or the discriminator (``D``).
+
+- a ``save_pretrained`` folder: ``config.json`` (registry name + constructor arguments) + ``model.safetensors``;
+- a ``.safetensors`` file, with the ``config.json`` beside it when there is one;
+- a Lightning ``.ckpt`` written by ``p2p-train``: ``G.*`` / ``D.*`` weights, the architecture in its
+  ``p2p`` entry (older checkpoints: in its hyperparameters);
+- a torch state dict (``.pth``/``.pt``/``.bin``) in p2p's layout or the reference pix2pix layout (the official
+  ``latest_net_G.pth`` files), bare or under ``state_dict``; a bundle of ``netG.*``/``netD.*`` networks.
+
+Security: torch files are read with ``torch.load(weights_only=True)``, which only rebuilds tensors and plain
+containers. A well-formed file that needs full unpickling (it could run code) is refused unless the caller
+passes ``allow_pickle=True``; then it may also hold a whole pickled module.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+
+from p2p.errors import CheckpointError, CheckpointNotFoundError
+from p2p.models.hub import CONFIG_NAME, WEIGHTS_NAME
+
+log = logging.getLogger(__name__)
+
+NETWORKS = ("G", "D")
+# key prefixes of each network in files that hold several: p2p-train's checkpoints, bundles (netG./netD.)
+_PREFIXES = {"G": ("G.", "netG."), "D": ("D.", "netD.")}
+
+
+@dataclass
+class Weights:
+    """One network's weights and what the file says about it."""
+
+    state: dict[str, torch.Tensor]
+    config: dict[str, Any] = field(default_factory=dict)  # registry name + constructor args, metadata
+    module: nn.Module | None = None  # a whole pickled module (only with allow_pickle)
+    checkpoint: dict[str, Any] | None = None  # the whole Lightning checkpoint, when it is one
+
+
+def read_weights(path: str | Path, network: str = "G", allow_pickle: bool = False) -> Weights:
+    """The weights of ``network`` (``G`` or ``D``) in ``path``; `CheckpointError` names the file and what
+    is wrong with it."""
+    if network not in NETWORKS:
+        raise ValueError(f"network must be one of {NETWORKS}, got {network!r}")
+    path = Path(path).expanduser()
+    if path.is_dir():
+        return _read_folder(path, network)
+    if not path.is_file():
+        raise CheckpointNotFoundError(f"{path}: no such file or folder")
+    if path.suffix == ".safetensors":
+        state = _safetensors(path)
+        sidecar = path.with_name(CONFIG_NAME)  # a weights file next to its config.json
+        config = _json(sidecar) if sidecar.is_file() else {}
+        return Weights(_select(state, network, path), config)
+    obj = _torch_load(path, allow_pickle)
+    if isinstance(obj, nn.Module):
+        return Weights(obj.state_dict(), {}, module=obj)
+    if isinstance(obj, dict) and "hyper_parameters" in obj and "state_dict" in obj:
+        return _read_lightning(obj, network, path)
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{path}: expected a state dict of tensors, found {type(obj).__name__}")
+    return Weights(_select(obj, network, path))
+
+
+def _read_folder(path: Path, network: str) -> Weights:
+    config_path, weights_path = path / CONFIG_NAME, path / WEIGHTS_NAME
+    if not config_path.is_file() or not weights_path.is_file():
+        raise CheckpointNotFoundError(
+            f"{path}: a save_pretrained folder needs {CONFIG_NAME} and {WEIGHTS_NAME}"
+        )
+    if network != "G":
+        raise CheckpointError(f"{path}: a save_pretrained folder holds a generator only")
+    return Weights(_safetensors(weights_path), _json(config_path))
+
+
+def _read_lightning(ckpt: dict[str, Any], network: str, path: Path) -> Weights:
+    prefix = f"{network}."
+    state = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+    if not state:
+        what = "generator" if network == "G" else "discriminator"
+        raise CheckpointError(f"{path}: a Lightning checkpoint without {what} weights (no {prefix!r} keys)")
+    config: dict[str, Any] = {}
+    if network == "G":
+        saved = ckpt.get("p2p") or {}
+        config = dict(saved.get("generator") or lightning_arch(ckpt["hyper_parameters"]))
+        if ckpt["hyper_parameters"].get("val_inference"):
+            config["inference"] = ckpt["hyper_parameters"]["val_inference"]  # what its val metrics used
+    return Weights(state, config, checkpoint=ckpt)
+
+
+def lightning_arch(hp: dict[str, Any]) -> dict[str, Any]:
+    """The generator of a checkpoint written before p2p stored it whole, from its hyperparameters."""
+    gen = {k: v for k, v in (hp.get("generator") or {"name": "unet_256"}).items() if v is not None}
+    return {"in_channels": hp.get("in_channels", 3), "out_channels": hp.get("out_channels", 3), **gen}
+
+
+def _select(state: dict[str, torch.Tensor], network: str, path: Path) -> dict[str, torch.Tensor]:
+    """This network's part of a file that holds several (its keys all carry a network prefix)."""
+    known = (*(p for prefixes in _PREFIXES.values() for p in prefixes), "input.", "output.")
+    if not state or not all(k.startswith(known) for k in state):
+        return state  # one network
+    for prefix in _PREFIXES[network]:
+        part = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        if part:
+            return part
+    raise CheckpointError(f"{path}: no keys start with {' or '.join(map(repr, _PREFIXES[network]))}")
+
+
+def _safetensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from None
+
+
+def _json(path: Path) -> dict[str, Any]:
+    try:
+        config = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path}: invalid JSON: {e}") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path}: expected a JSON object, found {type(config).__name__}")
+    return config
+
+
+def _torch_load(path: Path, allow_pickle: bool) -> Any:
+    """``weights_only`` first; full unpickling only with the caller's consent (it can execute code)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "Weights only load failed" not in str(e):  # "invalid load key": not a pickle at all
+            raise CheckpointError(
+                f"{path}: not a checkpoint (corrupt, or not a torch file): {first}"
+            ) from None
+        if not allow_pickle:
+            raise CheckpointError(
+                f"{path}: a well-formed torch file that needs full unpickling, which can run arbitrary code "
+                f"({_unsupported_global(str(e))}): pass allow_pickle=True (p2p-translate/p2p-export "
+                "--allow-pickle) only if you trust the file"
+            ) from None
+    except (RuntimeError, EOFError, ValueError, OSError) as e:  # a zip cut short, random bytes, ...
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: not a checkpoint (truncated or corrupt file): {first}") from None
+    log.warning("%s: unpickling with weights_only=False (allow_pickle=True)", path)
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def _unsupported_global(message: str) -> str:
+    """The class the weights-only unpickler refused, as torch names it, or a general phrase."""
+    for line in message.splitlines():
+        if "Unsupported global" in line:
+            return line.strip().rstrip(".")
+    return "it holds objects other than tensors"
