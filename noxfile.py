@@ -22,9 +22,11 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    session.install("ruff")
+    """ruff (lint + format) and the import-linter contracts: the package's layers, no import cycle."""
+    session.install("ruff", "import-linter")
     session.run("ruff", "check", "src", "tests", "noxfile.py")
     session.run("ruff", "format", "--check", "src", "tests", "noxfile.py")
+    session.run("lint-imports", env={"PYTHONPATH": "src"})
 
 
 @nox.session
