@@ -14,7 +14,7 @@ from p2p.training import perf
 
 # 64x64 pairs, widths 8, one timed step in one round: the mechanics in seconds
 TINY = [
-    "debug=smoke", "data=synthetic", "unet_num_downs=6", "data.load_size=72", "data.crop_size=64",
+    "debug=smoke", "data=synthetic", "model.generator.num_downs=6", "data.load_size=72", "data.crop_size=64",
     "bench.steps=1", "bench.rounds=1", "bench.warmup=0",
 ]  # fmt: skip
 KEYS = [

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import http.server
-import inspect
 import logging
 import os
 import shutil
@@ -24,6 +24,7 @@ from PIL import Image
 
 from cli_helpers import exit_code
 from p2p.cli.prepare_cityscapes import main as cityscapes_main
+from p2p.config.build import build_datamodule
 from p2p.data import (
     DATASETS,
     PairedDataModule,
@@ -323,7 +324,7 @@ def test_datamodule_prefers_val_split_and_caps_it(tmp_path: Path) -> None:
 def test_datamodule_bad_arguments_name_the_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ValueError, match="direction"):
         PairedDataModule(str(tmp_path), direction="AB")
-    with pytest.raises(ValueError, match="root is required"):
+    with pytest.raises(ValueError, match="root: required"):
         PairedDataModule()
     with pytest.raises(ValueError, match="unknown dataset name 'facade'"):
         PairedDataModule(name="facade")
@@ -555,28 +556,35 @@ def test_prepare_cityscapes_missing_counterpart_is_named(tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize("config", sorted((REPO / "conf" / "data").glob("*.yaml")), ids=lambda p: p.stem)
-def test_configs_spell_out_every_argument(config: Path) -> None:
+def test_data_configs_set_only_what_differs_from_the_code(config: Path) -> None:
+    """Defaults live in the data modules' fields (the schema is generated from them); a data config names its
+    schema and sets only what it changes, so no default is written twice."""
     omegaconf = pytest.importorskip("omegaconf")
-    cfg = omegaconf.OmegaConf.load(config)
+    cfg = omegaconf.OmegaConf.to_container(omegaconf.OmegaConf.load(config))
+    schema = cfg.pop("defaults")[0]
     cls = {
-        "p2p.data.PairedDataModule": PairedDataModule,
-        "p2p.data.SyntheticDataModule": SyntheticDataModule,
-    }[cfg._target_]
-    params = set(inspect.signature(cls).parameters)
-    assert set(cfg.keys()) - {"_target_"} == params
-    assert cfg.num_workers == 2
-    if cfg._target_.endswith("PairedDataModule") and config.stem != "folder":
-        assert cfg.name == config.stem and cfg.direction == DATASETS[config.stem].direction
-        assert cfg.test_split == DATASETS[config.stem].test_split
+        "/schema/data/paired@_here_": PairedDataModule,
+        "/schema/data/synthetic@_here_": SyntheticDataModule,
+    }[schema]
+    defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+    assert set(cfg) <= set(defaults), set(cfg) - set(defaults)
+    assert not {k for k, v in cfg.items() if v == defaults[k] and k != "direction"}, "repeats a default"
+    if cls is PairedDataModule and config.stem != "folder":
+        assert cfg["name"] == config.stem and cfg["direction"] == DATASETS[config.stem].direction
 
 
-def test_synthetic_config_instantiates() -> None:
-    hydra_utils = pytest.importorskip("hydra.utils")
-    omegaconf = pytest.importorskip("omegaconf")
-    cfg = omegaconf.OmegaConf.load(REPO / "conf" / "data" / "synthetic.yaml")
-    dm = hydra_utils.instantiate(cfg, num_train=2, num_val=1, num_test=1, num_workers=0)
+def test_synthetic_config_instantiates(compose_train, tmp_path: Path) -> None:
+    cfg = compose_train(["data=synthetic", "data.num_train=2", "data.num_val=1", "data.num_test=1"], tmp_path)
+    dm = build_datamodule(cfg)
     dm.setup("fit")
+    assert isinstance(dm, SyntheticDataModule) and dm.num_workers == 2  # the default, from the code
     assert dm.val_dataloader().dataset[0]["input"].shape == (3, 256, 256)
+
+
+def test_the_test_split_of_a_registered_dataset_comes_from_its_registry_entry(tmp_path: Path) -> None:
+    assert PairedDataModule(name="maps").test_split == "val"  # the maps archive has no test/ folder
+    assert PairedDataModule(name="facades").test_split == "test"
+    assert PairedDataModule(str(tmp_path)).test_split == "test"
 
 
 def test_cached_datasets_end_plain_iteration() -> None:

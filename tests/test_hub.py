@@ -38,7 +38,7 @@ def same_outputs(a: torch.nn.Module, b: torch.nn.Module, shape: tuple[int, ...] 
 
 def test_lightning_checkpoint_gives_the_trained_generator(ckpt: Path) -> None:
     G, config = load_generator_and_config(ckpt)
-    trained = torch.load(ckpt, weights_only=True)["hyper_parameters"]["generator"]  # debug=smoke's U-Net
+    trained = torch.load(ckpt, weights_only=True)["p2p"]["generator"]  # debug=smoke's U-Net, every argument
     assert isinstance(G, UNetGenerator) and not G.training
     assert (G.num_downs, config["ngf"], config["inference"]) == (trained["num_downs"], 8, "eval")
     assert same_outputs(G, Pix2Pix.load_from_checkpoint(ckpt, map_location="cpu").G)
@@ -48,7 +48,8 @@ def test_save_pretrained_then_load_generator_gives_identical_outputs(ckpt: Path,
     G = p2p.load_generator(ckpt)
     G.save_pretrained(tmp_path / "g")
     config = json.loads((tmp_path / "g" / "config.json").read_text())
-    assert config["name"] == "unet_256" and config["num_downs"] == G.num_downs and config["ngf"] == 8
+    # the generic builder with every argument recorded (num_downs=7 makes it the unet_128 it was trained as)
+    assert config["name"] == "unet_256" and config["num_downs"] == G.num_downs == 7 and config["ngf"] == 8
     assert (tmp_path / "g" / "model.safetensors").is_file()
     loaded = p2p.load_generator(tmp_path / "g")
     assert same_outputs(G, loaded)

@@ -10,6 +10,8 @@ DataLoader worker is re-raised in the main process with its type intact (PyTorch
 from __future__ import annotations
 
 from collections.abc import Sequence
+from enum import Enum
+from typing import Any
 
 
 class P2PError(Exception):
@@ -76,3 +78,14 @@ def short_message(error: BaseException) -> str:
         if lines[i].startswith(prefix):
             return head.strip() + "\n" + "\n".join([lines[i][len(prefix) :], *lines[i + 1 :]]).strip()
     return text
+
+
+def check_choice(key: str, value: Any, choices: Sequence[Any]) -> Any:
+    """``value`` if it is one of ``choices`` (an enum member, as a structured config gives it, counts as its
+    value); else a `ConfigError` naming ``key`` and the choices."""
+    value = value.value if isinstance(value, Enum) else value
+    if value not in choices or (
+        isinstance(value, bool) != any(isinstance(c, bool) and c == value for c in choices)
+    ):
+        raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(str, choices))}")
+    return value

@@ -10,10 +10,13 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException
+from hydra.types import RunMode
 from omegaconf.errors import OmegaConfBaseException
 
 from p2p.config import explain_overrides
@@ -29,16 +32,27 @@ def _one_line(e: BaseException) -> str:
     return ": ".join(p.rstrip(".") for p in parts)
 
 
+@contextmanager
+def p2p_errors(prog: str) -> Iterator[None]:
+    """A `P2PError` raised in the block: its message on one line, and exit with its code. Inside a Hydra
+    task this comes before Hydra's own error report; in a multirun the sweep reports failed jobs itself."""
+    try:
+        yield
+    except P2PError as e:
+        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise
+        print(f"{prog}: error: {short_message(e)}", file=sys.stderr)
+        sys.exit(e.exit_code)
+
+
 def run_cli(prog: str, main: Callable[[], int | None], hydra_app: bool = False) -> None:
     """Run a console script's ``main`` and exit with its status (see the module docstring)."""
     if hydra_app:
         # config errors and exceptions reach us as they are, instead of Hydra printing them and exiting 1
         os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
-        code = main()
-    except P2PError as e:
-        print(f"{prog}: error: {short_message(e)}", file=sys.stderr)
-        sys.exit(e.exit_code)
+        with p2p_errors(prog):
+            code = main()
     except (HydraException, OmegaConfBaseException) as e:
         if not hydra_app:
             raise

@@ -10,15 +10,16 @@ import json
 import hydra
 from omegaconf import DictConfig
 
-from p2p.cli import run_cli
+from p2p.cli import p2p_errors, run_cli
 from p2p.config import config_dir
 from p2p.runs.bench import bench, memory_sweep
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="bench")
 def _main(cfg: DictConfig) -> None:
-    result = memory_sweep(cfg) if cfg.bench.get("memory_sweep") else bench(cfg)
-    print(json.dumps(result), flush=True)  # the last stdout line: one JSON object
+    with p2p_errors("p2p-bench"):
+        result = memory_sweep(cfg) if cfg.bench.get("memory_sweep") else bench(cfg)
+        print(json.dumps(result), flush=True)  # the last stdout line: one JSON object
 
 
 def main() -> None:

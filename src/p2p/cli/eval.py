@@ -11,15 +11,16 @@ import json
 import hydra
 from omegaconf import DictConfig
 
-from p2p.cli import run_cli
+from p2p.cli import p2p_errors, run_cli
 from p2p.config import config_dir
 from p2p.runs.eval import evaluate
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="eval")
 def _main(cfg: DictConfig) -> None:
-    result = evaluate(cfg)
-    print(json.dumps(result), flush=True)  # the last stdout line: machine-readable
+    with p2p_errors("p2p-eval"):
+        result = evaluate(cfg)
+        print(json.dumps(result), flush=True)  # the last stdout line: machine-readable
 
 
 def main() -> None:

@@ -9,14 +9,15 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from p2p.cli import run_cli
+from p2p.cli import p2p_errors, run_cli
 from p2p.config import config_dir
 from p2p.runs.train import train
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
 def _main(cfg: DictConfig) -> None:
-    train(cfg)
+    with p2p_errors("p2p-train"):
+        train(cfg)
 
 
 def main() -> None:

@@ -8,8 +8,9 @@ from omegaconf import OmegaConf
 
 from p2p.config.check import check_config, explain_overrides
 from p2p.config.paths import config_dir
+from p2p.config.schema import register_schemas
 
-__all__ = ["check_config", "config_dir", "explain_overrides", "register_resolvers"]
+__all__ = ["check_config", "config_dir", "explain_overrides", "register_resolvers", "register_schemas"]
 
 
 def register_resolvers() -> None:
@@ -19,3 +20,4 @@ def register_resolvers() -> None:
 
 
 register_resolvers()
+register_schemas()

@@ -1,20 +1,25 @@
-"""Check p2p-train's composed config at start-up, before any data is read or any network is built.
+"""Checks of a composed config that its schemas cannot express, run before any data is read.
 
-Hydra already refuses an override of a key that does not exist (``data.crop_siz=1``) and a group option
-that does not exist (``model=unet``, listing the options); `explain_overrides` adds the valid keys and a
-"did you mean". `check_config` catches the rest, every problem at once, each naming the key and what it
-may be: unknown keys that reached the config (``+data.crop_siz=1``, a typo in an experiment file), wrong
-types, values outside their choices, and combinations that cannot train (a crop size the generator or
-discriminator cannot take, ``crop_size > load_size``, model/data channels that differ, a missing
-checkpoint to resume from).
+The schemas (`p2p.config.schema`) reject wrong types and values outside their choices when Hydra composes
+the config, naming the key. What is left is checked here, every problem at once, each naming its key:
+
+- keys no schema knows that reached the config anyway (``+data.crop_siz=1``, a typo in an experiment file);
+- ``_target_`` paths of earlier releases, with their new place;
+- what the classes check themselves (ranges, ``crop_size <= load_size``, ``data.root`` is a folder): the data
+  module, the objective and the optimiser settings are built (nothing is read) and their errors named by key;
+- the networks: every ``model.generator.*`` / ``model.discriminator.*`` key is an argument of the builder it
+  names, the model takes the data's channels, and G and D run once, 1 channel wide, on a batch of the
+  training size (every shape the real networks will meet);
+- the run: a checkpoint to resume from exists; SyncBatchNorm needs CUDA (and a warning for BatchNorm under DDP).
+
+`explain_overrides` adds the valid keys and a "did you mean" to Hydra's own refusal of a command line.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
-import inspect
 import logging
-import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,28 +29,30 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
 from hydra.utils import get_class
 from lightning.fabric.utilities.rank_zero import rank_zero_only
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from p2p.config.paths import config_dir
-from p2p.data.dataset import DIRECTIONS
-from p2p.data.download import DATASETS
-from p2p.data.transforms import PREPROCESS
-from p2p.data.validate import ON_BAD_FILE
 from p2p.errors import ConfigError
-from p2p.inference import INFERENCE_MODES
 from p2p.models import build_model, list_models, valid_overrides
-from p2p.models.norm import NORMS
-from p2p.training import GAN_MODES, NONFINITE_ACTIONS, Objective
+from p2p.training import Objective, Optim
 
 log = logging.getLogger(__name__)
 
+PIX2PIX = "p2p.training.Pix2Pix"
 CKPT_KEYWORDS = (
     "last",
     "hpc",
     "best",
 )  # Lightning's named checkpoints (ckpt_path=last: the run folder's last)
+# _target_ paths of p2p 0.1.0 (before the package was layered) -> where the class lives now
+MOVED = {
+    "p2p.module.Pix2Pix": PIX2PIX,
+    "p2p.callbacks.RNGState": "p2p.training.RNGState",
+    "p2p.callbacks.PreemptionCheckpoint": "p2p.training.PreemptionCheckpoint",
+}
 
 
 def _suggest(key: str, valid: list[str]) -> str:
@@ -53,157 +60,88 @@ def _suggest(key: str, valid: list[str]) -> str:
     return f"did you mean {close[0]!r}? " if close else ""
 
 
-class _Checker:
-    def __init__(self, cfg: DictConfig) -> None:
-        self.cfg, self.problems = cfg, []  # type: ignore[var-annotated]
-
-    def get(self, key: str) -> Any:
-        return OmegaConf.select(self.cfg, key, throw_on_missing=False)
-
-    def has(self, key: str) -> bool:
-        return OmegaConf.select(self.cfg, key, default=_ABSENT) is not _ABSENT
-
-    def bad(self, key: str, message: str) -> None:
-        self.problems.append(f"{key}: {message}")
-
-    def keys(self, node: str, valid: list[str], what: str) -> None:
-        """Every key of ``node`` must be one of ``valid``."""
-        value = self.get(node)
-        if not isinstance(value, DictConfig):
-            return
-        for k in map(str, value):
-            if k != "_target_" and k not in valid:
-                self.bad(
-                    f"{node}.{k}", f"unknown key for {what}; {_suggest(k, valid)}valid: {', '.join(valid)}"
-                )
-
-    def integer(self, key: str, minimum: int, optional: bool = False) -> None:
-        if not self.has(key):
-            return
-        v = self.get(key)
-        if v is None and optional:
-            return
-        if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
-            self.bad(key, f"must be an integer >= {minimum}{' or null' if optional else ''}, got {v!r}")
-
-    def number(self, key: str, minimum: float) -> None:
-        if not self.has(key):
-            return
-        v = self.get(key)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < minimum:
-            self.bad(key, f"must be a number >= {minimum}, got {v!r}")
-
-    def boolean(self, key: str) -> None:
-        if self.has(key) and not isinstance(self.get(key), bool):
-            self.bad(key, f"must be true or false, got {self.get(key)!r}")
-
-    def choice(self, key: str, choices: tuple[Any, ...] | list[Any]) -> None:
-        if self.has(key) and self.get(key) not in choices:
-            v = self.get(key)
-            hint = _suggest(v, [str(c) for c in choices]) if isinstance(v, str) else ""
-            self.bad(key, f"{v!r} is not one of {', '.join(map(str, choices))}; {hint}".rstrip("; "))
+def _plain(node: Any) -> Any:
+    return (
+        OmegaConf.to_container(node, resolve=True, enum_to_str=True) if isinstance(node, DictConfig) else node
+    )
 
 
-_ABSENT = object()
+def _nodes(cfg: DictConfig, prefix: str = "") -> Iterator[tuple[str, DictConfig]]:
+    """Every dict node of ``cfg`` with its key (``data``, ``model.optim``, ...)."""
+    for key in map(str, cfg):
+        value = cfg._get_node(key)
+        if isinstance(value, DictConfig) and not value._is_missing() and not value._is_none():
+            yield f"{prefix}{key}", value
+            yield from _nodes(value, f"{prefix}{key}.")
 
 
-def _params(target: str) -> list[str] | None:
-    """Constructor arguments of a ``_target_`` class (None if it cannot be imported)."""
-    try:
-        cls = get_class(target)
-    except Exception:
-        return None
-    return [p for p in inspect.signature(cls).parameters if p not in ("self", "args", "kwargs")]
+def _unknown_keys(cfg: DictConfig) -> list[str]:
+    """Keys of a schema-typed node that its schema does not have (Hydra's ``+key=value`` adds them anyway)."""
+    problems = []
+    for where, node in _nodes(cfg):
+        schema = OmegaConf.get_type(node)
+        if not dataclasses.is_dataclass(schema):
+            continue
+        valid = [f.name for f in dataclasses.fields(schema)]
+        for key in map(str, node):
+            if key not in valid:
+                hint = _suggest(key, valid)
+                valid_keys = ", ".join(v for v in valid if v != "_target_")
+                problems.append(f"{where}.{key}: unknown key; {hint}valid: {valid_keys}")
+    return problems
 
 
-def _check_data(c: _Checker) -> None:
-    target = c.get("data._target_")
-    params = _params(target) if isinstance(target, str) else None
-    if params is not None:
-        c.keys("data", params, target)
-    for key, minimum in (("load_size", 1), ("crop_size", 1), ("size_divisor", 1), ("batch_size", 1)):
-        c.integer(f"data.{key}", minimum)
-    c.integer("data.num_workers", 0)
-    c.integer("data.max_val_samples", 1, optional=True)
-    c.integer("data.seed", 0)
-    if target == "p2p.data.PairedDataModule":
-        c.choice("data.name", ["folder", *DATASETS])
-    c.choice("data.direction", DIRECTIONS)
-    c.choice("data.preprocess", PREPROCESS)
-    c.choice("data.on_bad_file", ON_BAD_FILE)
-    c.choice("data.in_channels", (1, 3))
-    c.choice("data.out_channels", (1, 3))
-    c.boolean("data.flip")
-    load, crop, pre = c.get("data.load_size"), c.get("data.crop_size"), c.get("data.preprocess")
-    crops_loaded = pre in ("resize_and_crop", "scale_width_and_crop")
-    if crops_loaded and isinstance(load, int) and isinstance(crop, int) and crop > load:
-        c.bad("data.crop_size", f"{crop} is larger than data.load_size={load} (data.preprocess={pre} crops a "
-              f"load_size image); use data.crop_size <= {load} or raise data.load_size")  # fmt: skip
-    data = c.get("data")
-    if isinstance(data, DictConfig) and OmegaConf.is_missing(data, "root"):  # data=folder's root: ???
-        c.bad("data.root", "required for this dataset: data.root=/path/to/dataset")
-    elif isinstance(data, DictConfig) and data.get("name") == "folder" and isinstance(data.get("root"), str):
-        root = Path(data.root).expanduser()
-        if not root.is_dir():
-            c.bad("data.root", f"{data.root} is not a folder")
+def _moved_targets(cfg: DictConfig) -> list[str]:
+    return [
+        f"{where}._target_: {node._target_} moved to {MOVED[node._target_]} in p2p 0.2; update the config"
+        for where, node in _nodes(cfg)
+        if isinstance(node.get("_target_"), str) and node._target_ in MOVED
+    ]
 
 
-def _check_model(c: _Checker) -> None:
-    if c.get("model._target_") != "p2p.training.Pix2Pix":
-        return  # someone's own LightningModule: only they know its keys
-    c.keys("model", _params("p2p.training.Pix2Pix") or [], "p2p.training.Pix2Pix")
+def _settings(cfg: DictConfig) -> list[str]:
+    """The settings classes' own checks, named by key: the data module, the objective, the optimiser."""
+    problems = []
+    data = _plain(cfg.data)
+    built: list[tuple[str, Any]] = [("data", lambda: get_class(data.pop("_target_"))(**data))]
+    if cfg.model.get("_target_") == PIX2PIX:
+        built += [
+            ("loss", lambda: Objective(**_plain(cfg.loss))),
+            ("model.optim", lambda: Optim(**_plain(cfg.model.optim))),
+        ]
+    for group, build in built:
+        try:
+            build()
+        except ConfigError as e:
+            key, sep, message = str(e).partition(": ")
+            problems.append(f"{group}.{key}: {message}" if sep and " " not in key else f"{group}: {e}")
+    return problems
+
+
+def _networks(cfg: DictConfig) -> list[str]:
+    """Every architecture key is an argument of the builder it names; the model takes the data's channels."""
+    problems = []
     for net, kind in (("generator", "generator"), ("discriminator", "discriminator")):
-        name = c.get(f"model.{net}.name")
-        models = list_models(kind=kind)
+        spec = _plain(cfg.model.get(net)) or {}
+        name, models = spec.get("name"), list_models(kind=kind)
         if name not in models:
-            c.choice(f"model.{net}.name", models)
+            problems.append(
+                f"model.{net}.name: {name!r} is not a {kind}; {_suggest(str(name), models)}choose from {', '.join(models)}"
+            )
             continue
         valid = ["name", *valid_overrides(name)]
-        node = c.get(f"model.{net}")
-        for k, v in node.items():
-            if v is not None and k not in valid:  # null unsets an inherited key (the module drops it)
-                c.bad(
-                    f"model.{net}.{k}",
-                    f"not an argument of {name}; {_suggest(str(k), valid)}valid: {', '.join(valid)}",
+        for key, value in spec.items():
+            if value is not None and key not in valid:  # null unsets an inherited key (Pix2Pix drops it)
+                problems.append(
+                    f"model.{net}.{key}: not an argument of {name}; {_suggest(key, valid)}valid: {', '.join(valid)}"
                 )
-        c.choice(f"model.{net}.norm", NORMS)
-        c.number(f"model.{net}.dropout", 0.0)
-        for width in ("ngf", "ndf", "num_downs", "n_blocks", "n_layers"):
-            c.integer(f"model.{net}.{width}", 1, optional=True)
-    c.choice("model.val_inference", INFERENCE_MODES)
-    c.choice("model.on_nonfinite", NONFINITE_ACTIONS)
-    c.number("model.optim.lr", 0.0)
-    c.integer("model.optim.n_epochs", 0)
-    c.integer("model.optim.n_epochs_decay", 0)
-    betas = c.get("model.optim.betas")
-    if betas is not None and not (
-        isinstance(betas, ListConfig)
-        and len(betas) == 2
-        and all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas)
-    ):
-        c.bad("model.optim.betas", f"must be two numbers in [0, 1), e.g. [0.5, 0.999], got {betas}")
     for key in ("in_channels", "out_channels"):
-        m, d = c.get(f"model.{key}"), c.get(f"data.{key}")
+        m, d = cfg.model.get(key), cfg.data.get(key)
         if m is not None and d is not None and m != d:
-            c.bad(f"model.{key}", f"{m} but data.{key} is {d}: the networks must take what the data gives")
-
-    fields = list(inspect.signature(Objective).parameters)
-    c.keys("loss", fields, "the objective (p2p.losses.Objective)")
-    c.choice("loss.gan_mode", GAN_MODES)
-    c.number("loss.l1_weight", 0.0)
-    c.number("loss.gan_weight", 0.0)
-    c.boolean("loss.conditional")
-    if c.get("loss.l1_weight") == 0 and c.get("loss.gan_weight") == 0:
-        c.bad("loss", "l1_weight and gan_weight are both 0: nothing would be trained (paper Table 1: l1, gan, "
-              "cgan, l1_gan, l1_cgan)")  # fmt: skip
-
-
-def _train_side(c: _Checker) -> int | None:
-    """The side of the square training inputs (the smallest one for size-preserving preprocessing)."""
-    crop, pre, div = c.get("data.crop_size"), c.get("data.preprocess"), c.get("data.size_divisor")
-    if isinstance(pre, str) and pre.endswith("crop") and isinstance(crop, int):
-        return crop
-    return div if isinstance(div, int) else None
+            problems.append(
+                f"model.{key}: {m} but data.{key} is {d}: the networks must take what the data gives"
+            )
+    return problems
 
 
 @contextmanager
@@ -217,98 +155,109 @@ def _one_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def _build(c: _Checker, net: str, width: str, **kw: Any) -> torch.nn.Module:
+def _narrow(cfg: DictConfig, net: str, width: str, **kw: Any) -> torch.nn.Module:
     """``model.<net>`` as configured, but 1 channel wide: shapes do not depend on the width."""
-    node = OmegaConf.to_container(c.get(f"model.{net}"), resolve=True)
-    assert isinstance(node, dict)
-    name = str(node.pop("name"))
-    args: dict[str, Any] = {str(k): v for k, v in node.items() if v is not None}
+    spec = {k: v for k, v in (_plain(cfg.model[net]) or {}).items() if v is not None}
+    name = spec.pop("name")
     if width in valid_overrides(name):
-        args[width] = 1
-    return build_model(name, **{**args, **kw})
+        spec[width] = 1
+    return build_model(name, **{**spec, **kw})
 
 
-def _check_shapes(c: _Checker) -> None:
-    """Run G and D once, 1 channel wide, on a training-sized batch: every shape the real networks will meet."""
-    side, batch = _train_side(c), c.get("data.batch_size")
-    if (
-        c.problems
-        or side is None
-        or c.get("model._target_") != "p2p.training.Pix2Pix"
-        or not isinstance(batch, int)
-    ):
-        return  # the keys these need are already reported wrong
-    size_key = "data.crop_size" if str(c.get("data.preprocess")).endswith("crop") else "data.size_divisor"
-    cin, cout = c.get("model.in_channels") or 3, c.get("model.out_channels") or 3
-    g_name, d_name = c.get("model.generator.name"), c.get("model.discriminator.name")
+def _shapes(cfg: DictConfig) -> tuple[list[str], bool]:
+    """Run G and D once, 1 channel wide, on a training-sized batch. Returns the problems, and whether the
+    networks use BatchNorm (for the DDP warning)."""
+    data = cfg.data
+    pre = str(data.get("preprocess"))
+    side = data.get("crop_size") if pre.endswith("crop") else data.get("size_divisor")
+    size_key = "data.crop_size" if pre.endswith("crop") else "data.size_divisor"
+    batch, cin, cout = data.batch_size, cfg.model.get("in_channels") or 3, cfg.model.get("out_channels") or 3
+    g_name, d_name = cfg.model.generator.name, cfg.model.discriminator.name
     with _one_thread(), torch.no_grad():
         try:
-            G = _build(c, "generator", "ngf", in_channels=cin, out_channels=cout)
-            num_downs = getattr(G, "num_downs", None)
-            if num_downs is not None and side % 2**num_downs:
-                valid = ", ".join(str(2**num_downs * k) for k in (1, 2, 3))
-                c.bad(size_key, f"{side} is not a multiple of {2**num_downs}, which {g_name} with num_downs={num_downs} "
-                      f"needs (valid: {valid}, ...; or set unet_num_downs / model.generator.num_downs)")  # fmt: skip
-                return
-            fake = G(torch.zeros(batch, cin, side, side))
-        except Exception as e:
-            c.bad(
-                "model.generator",
-                f"{g_name} cannot take {batch}x{cin}x{side}x{side} inputs ({size_key}={side}): {e}",
-            )
-            return
-        if fake.shape[-2:] != (side, side):
-            c.bad(size_key, f"{g_name} turns {side}x{side} inputs into {tuple(fake.shape[-2:])} outputs; choose a "
-                  "size it preserves")  # fmt: skip
-            return
-        if not (c.get("loss.gan_weight") or 0) > 0:
-            return  # no discriminator is built
-        d_in = cin + cout if c.get("loss.conditional") is not False else cout
+            G = _narrow(cfg, "generator", "ngf", in_channels=cin, out_channels=cout)
+        except (TypeError, ValueError) as e:
+            return [f"model.generator: {g_name} cannot be built: {e}"], False
+        num_downs = getattr(G, "num_downs", None)
+        if num_downs is not None and side % 2**num_downs:
+            valid = ", ".join(str(2**num_downs * k) for k in (1, 2, 3))
+            return [f"{size_key}: {side} is not a multiple of {2**num_downs}, which {g_name} with num_downs={num_downs} "
+                    f"needs (valid: {valid}, ...); or choose a U-Net for this size (unet_size=128: unet_128)"], False  # fmt: skip
         try:
-            _build(c, "discriminator", "ndf", in_channels=d_in)(torch.zeros(batch, d_in, side, side))
-        except Exception as e:
-            c.bad(size_key, f"{side} is too small for model.discriminator.name={d_name} at data.batch_size={batch}: "
-                  f"{e}; use a larger size or a smaller discriminator (patchgan_70, patchgan_16, patchgan_1)")  # fmt: skip
+            fake = G(torch.zeros(batch, cin, side, side))
+        except (RuntimeError, ValueError) as e:
+            return [
+                f"model.generator: {g_name} cannot take {batch}x{cin}x{side}x{side} inputs ({size_key}={side}): {e}"
+            ], False
+        if fake.shape[-2:] != (side, side):
+            return [f"{size_key}: {g_name} turns {side}x{side} inputs into {tuple(fake.shape[-2:])} outputs; choose a "
+                    "size it preserves"], False  # fmt: skip
+        nets = [G]
+        if Objective(**_plain(cfg.loss)).uses_gan:
+            d_in = cin + cout if cfg.loss.conditional else cout
+            try:
+                D = _narrow(cfg, "discriminator", "ndf", in_channels=d_in)
+                D(torch.zeros(batch, d_in, side, side))
+            except (TypeError, ValueError) as e:
+                return [f"model.discriminator: {d_name} cannot be built: {e}"], False
+            except RuntimeError as e:
+                return [f"{size_key}: {side} is too small for model.discriminator.name={d_name} at data.batch_size="
+                        f"{batch}: {e}; use a larger size or a smaller discriminator (patchgan_70, patchgan_16, "
+                        "patchgan_1)"], False  # fmt: skip
+            nets.append(D)
+    batchnorm = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for n in nets for m in n.modules())
+    return [], batchnorm
 
 
-def _check_run(c: _Checker) -> None:
-    ckpt = c.get("ckpt_path")
+def _run(cfg: DictConfig, batchnorm: bool) -> list[str]:
+    problems = []
+    seed = cfg.get("seed")
+    if seed is not None and not (isinstance(seed, int) and seed >= 0):
+        problems.append(f"seed: must be an integer >= 0 or null, got {seed!r}")
+    ckpt = cfg.get("ckpt_path")
     if (
         ckpt is not None
         and ckpt not in CKPT_KEYWORDS
         and "://" not in str(ckpt)
         and not Path(str(ckpt)).is_file()
     ):
-        c.bad("ckpt_path", f"no checkpoint file at {ckpt}; give a .ckpt path, or ckpt_path=last to resume from "
-              "the run folder's last.ckpt when there is one (and start fresh otherwise)")  # fmt: skip
-    c.integer("seed", 0, optional=True)
-    accelerator = c.get("trainer.accelerator")
-    if c.get("trainer.sync_batchnorm") and (
-        accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
-    ):
-        c.bad("trainer.sync_batchnorm", "SyncBatchNorm needs CUDA GPUs; on CPU use trainer.sync_batchnorm=false, and "
-              "model.generator.norm=instance model.discriminator.norm=instance for DDP results that match one process")  # fmt: skip
-    devices, strategy = c.get("trainer.devices"), str(c.get("trainer.strategy"))
+        problems.append(f"ckpt_path: no checkpoint file at {ckpt}; give a .ckpt path, or ckpt_path=last to resume "
+                        "from the run folder's last.ckpt when there is one (and start fresh otherwise)")  # fmt: skip
+    trainer = cfg.trainer
+    on_cpu = trainer.accelerator == "cpu" or (trainer.accelerator == "auto" and not torch.cuda.is_available())
+    if trainer.sync_batchnorm and on_cpu:
+        problems.append("trainer.sync_batchnorm: SyncBatchNorm needs CUDA GPUs; on CPU use trainer.sync_batchnorm=false, and "
+                        "model.generator.norm=instance model.discriminator.norm=instance for DDP results that match one process")  # fmt: skip
+    devices, strategy = trainer.devices, str(trainer.strategy)
     multi = (isinstance(devices, int) and (devices > 1 or devices == -1)) or strategy.startswith("ddp")
-    norms = {c.get("model.generator.norm"), c.get("model.discriminator.norm")}
-    rank0 = rank_zero_only.rank == 0  # type: ignore[attr-defined]  # said once, not once per DDP process
-    if multi and "batch" in norms and not c.get("trainer.sync_batchnorm") and rank0:
+    if multi and batchnorm and not trainer.sync_batchnorm and rank_zero_only.rank == 0:  # type: ignore[attr-defined]
         log.warning(
             "BatchNorm under DDP without trainer.sync_batchnorm=true normalises each process's batch separately: "
             "the result differs from one process with the same global batch (docs/reliability.md)"
         )
+    return problems
 
 
 def check_config(cfg: DictConfig) -> None:
     """Raise one `ConfigError` listing every problem of ``cfg`` (a composed p2p-train config)."""
-    c = _Checker(cfg)
-    _check_data(c)
-    _check_model(c)
-    _check_run(c)
-    _check_shapes(c)
-    if c.problems:
+    missing = sorted(
+        OmegaConf.missing_keys(cfg)
+    )  # mandatory values (???) nobody set, e.g. data=folder's root
+    problems = [f"{key}: required: set it, e.g. on the command line: {key}=..." for key in missing]
+    problems += _moved_targets(cfg) + _unknown_keys(cfg)
+    if not problems:
+        problems = _settings(cfg)
+    pix2pix = cfg.model.get("_target_") == PIX2PIX  # someone's own LightningModule: only they know its keys
+    if pix2pix:
+        problems += _networks(cfg)
+    batchnorm = False
+    if pix2pix and not problems:
+        shape_problems, batchnorm = _shapes(cfg)
+        problems += shape_problems
+    problems += _run(cfg, batchnorm)
+    if problems:
         raise ConfigError(
-            f"invalid config ({len(c.problems)} problem(s)):\n" + "\n".join(f"  {p}" for p in c.problems)
+            f"invalid config ({len(problems)} problem(s)):\n" + "\n".join(f"  {p}" for p in problems)
         )
 
 
@@ -318,32 +267,29 @@ def explain_overrides(overrides: list[str], config_name: str = "train") -> list[
     Called after Hydra rejected the command line; composes the config with only the group choices."""
     try:
         parsed = OverridesParser.create().parse_overrides([o for o in overrides if "=" in o])
-    except Exception:
+    except HydraException:
         return []
     conf = config_dir()
     groups = [o for o in parsed if (conf / o.key_or_group.split("@")[0]).is_dir() and not o.is_delete()]
-    keys = [
-        o for o in parsed if o not in groups and not o.is_add() and not o.is_force_add() and not o.is_delete()
-    ]
+    keys = [o for o in parsed if o not in groups and not (o.is_add() or o.is_force_add() or o.is_delete())]
     keys = [o for o in keys if not o.key_or_group.startswith("hydra")]
-    if not keys:
+    if not keys or not (conf / f"{config_name}.yaml").is_file():
         return []
     try:
         GlobalHydra.instance().clear()
         with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
             cfg = compose(config_name=config_name, overrides=[str(o.input_line) for o in groups])
-    except Exception:
-        return []
+    except HydraException:
+        return []  # the group choices themselves are wrong: Hydra's message lists the options
     hints = []
     for o in keys:
-        key = o.key_or_group
-        if OmegaConf.select(cfg, key, default=_ABSENT) is not _ABSENT:
+        parent, _, leaf = o.key_or_group.rpartition(".")
+        node = OmegaConf.select(cfg, parent, throw_on_missing=False) if parent else cfg
+        # `leaf in node`, not a select: a mandatory value (???) is a key that exists, only without a value
+        if not isinstance(node, DictConfig) or leaf in node:
             continue
-        parent, _, leaf = key.rpartition(".")
-        node = OmegaConf.select(cfg, parent, default=None) if parent else cfg
-        if isinstance(node, DictConfig):
-            valid = sorted(str(k) for k in node)
-            hints.append(
-                f"{key}: no such key; {_suggest(leaf, valid)}keys of {parent or 'the config'}: {', '.join(valid)}"
-            )
+        valid = sorted(str(k) for k in node if k != "_target_")
+        hints.append(
+            f"{o.key_or_group}: no such key; {_suggest(leaf, valid)}keys of {parent or 'the config'}: {', '.join(valid)}"
+        )
     return hints

@@ -5,7 +5,7 @@ Imports only `p2p.io` and `p2p.errors` of the rest of p2p.
 
 from __future__ import annotations
 
-from p2p.data.datamodule import PairedDataModule, SyntheticDataModule
+from p2p.data.datamodule import PairedDataModule, PairsDataModule, SyntheticDataModule
 from p2p.data.dataset import PairedImageDataset, find_pairs
 from p2p.data.download import DATASETS, ensure_dataset
 from p2p.data.synthetic import SyntheticPairs, render_pair
@@ -16,6 +16,7 @@ __all__ = [
     "PairTransform",
     "PairedDataModule",
     "PairedImageDataset",
+    "PairsDataModule",
     "SyntheticDataModule",
     "SyntheticPairs",
     "ensure_dataset",

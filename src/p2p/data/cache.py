@@ -14,7 +14,7 @@ parameters are drawn with exactly the calls `PairTransform` makes, from the same
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
@@ -28,7 +28,8 @@ from p2p.io import convert_channels, to_tensor
 
 log = logging.getLogger(__name__)
 
-CACHE_MODES = ("auto", "ram", "none")
+CacheMode = Literal["auto", "ram", "none"]
+CACHE_MODES: tuple[str, ...] = get_args(CacheMode)
 DEVICE_AUGMENT = ("auto", True, False)
 
 

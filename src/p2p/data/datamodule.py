@@ -1,83 +1,96 @@
 """LightningDataModules: `PairedDataModule` (a folder or a downloadable pix2pix dataset) and
 `SyntheticDataModule` (generated pairs, no download). Both yield batches with values in [-1, 1]:
 {"input": [B, in_channels, H, W], "target": [B, out_channels, H, W], "path": list[str]}.
+
+They are dataclasses: their fields are the data settings, with their defaults and comments, in one place
+(the ``data`` config schema is generated from them), checked once in ``__post_init__``.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from p2p.data.cache import CACHE_MODES, DEVICE_AUGMENT, CachedPairs, augment_on_device
-from p2p.data.dataset import DIRECTIONS, Pair, PairedImageDataset, PairFiles, split_folders
+from p2p.data.cache import CACHE_MODES, DEVICE_AUGMENT, CachedPairs, CacheMode, augment_on_device
+from p2p.data.dataset import (
+    CHANNELS,
+    DIRECTIONS,
+    Channels,
+    Direction,
+    Pair,
+    PairedImageDataset,
+    PairFiles,
+    split_folders,
+)
 from p2p.data.download import ensure_dataset, get_info
 from p2p.data.sampler import EpochSampler, SeededItems
 from p2p.data.synthetic import SyntheticPairs
-from p2p.data.transforms import PairTransform
-from p2p.data.validate import ON_BAD_FILE, check_splits
+from p2p.data.transforms import PREPROCESS, PairTransform, Preprocess
+from p2p.data.validate import ON_BAD_FILE, OnBadFile, check_splits
+from p2p.errors import ConfigError, check_choice
 
 log = logging.getLogger(__name__)
 
 
-class _PairsDataModule(L.LightningDataModule):
-    """Transform and loader settings shared by both data modules; subclasses build the datasets in setup()."""
+@dataclass(eq=False, kw_only=True)
+class PairsDataModule(L.LightningDataModule):
+    """What both data modules share: how pairs are read, augmented and batched. Its fields are the ``data.*``
+    keys of every data config (the config schema is generated from them, `p2p.config.schema`); subclasses add
+    where the pairs come from and build the datasets in ``setup()``."""
 
-    name = "pairs"
+    direction: Direction = "AtoB"  # AtoB | BtoA: which side is the input ('input' is what G sees)
+    in_channels: Channels = 3  # images are converted to this many channels (1 = grayscale, 3 = RGB)
+    out_channels: Channels = 3
+    load_size: int = 286  # resize_and_crop: resize to load_size x load_size ... (paper: 286)
+    crop_size: int = 256  # ... then random crop crop_size (val/test: resized straight to crop_size)
+    preprocess: Preprocess = "resize_and_crop"  # p2p.data.transforms.PairTransform
+    flip: bool = True  # random horizontal flip (same for input and target), train only
+    size_divisor: int = 256  # scale_width/none: sides rounded to a multiple of this (U-Net-256 needs 256)
+    batch_size: int = 1  # paper: 1
+    num_workers: int = 2
+    pin_memory: bool = True
+    max_val_samples: int | None = None  # cap the validation set (evenly spaced) for faster validation
+    seed: int = 0  # shuffling and crop/flip randomness of the train loader (p2p.data.sampler)
+    # speed (p2p.data.cache): decoded images in RAM, crop/flip on the accelerator, workers kept alive
+    cache: CacheMode = "auto"  # auto (if ~cache_max_mb fits, one copy per worker) | ram | none
+    cache_max_mb: int = 2048
+    persistent_workers: bool = True  # keep DataLoader workers (and their caches) across epochs
+    device_augment: bool | Literal["auto"] = (
+        "auto"  # crop/flip whole batches on the accelerator; auto: CUDA + cache
+    )
 
-    def __init__(
-        self,
-        direction: str,
-        in_channels: int,
-        out_channels: int,
-        load_size: int,
-        crop_size: int,
-        preprocess: str,
-        flip: bool,
-        size_divisor: int,
-        batch_size: int,
-        num_workers: int,
-        pin_memory: bool,
-        max_val_samples: int | None,
-        seed: int,
-        *,
-        cache: str = "none",
-        cache_max_mb: int = 2048,
-        persistent_workers: bool = True,
-        device_augment: bool | str = False,
-    ) -> None:
+    def __post_init__(self) -> None:
         super().__init__()
-        if direction not in DIRECTIONS:
-            raise ValueError(f"direction must be 'AtoB' or 'BtoA', got {direction!r}")
-        for key, c in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if c not in (1, 3):
-                raise ValueError(f"{key} must be 1 or 3, got {c}")
-        if batch_size < 1 or num_workers < 0:
-            raise ValueError(f"need batch_size >= 1 and num_workers >= 0, got {batch_size} and {num_workers}")
-        if max_val_samples is not None and max_val_samples < 1:
-            raise ValueError(f"max_val_samples must be None or >= 1, got {max_val_samples}")
-        self.direction, self.in_channels, self.out_channels = direction, in_channels, out_channels
-        # Built here so that a bad preprocess/load_size/crop_size fails at construction, not in a worker.
-        self.train_transform = PairTransform(load_size, crop_size, preprocess, flip, size_divisor, train=True)
-        self.eval_transform = PairTransform(load_size, crop_size, preprocess, flip, size_divisor, train=False)
-        self.batch_size, self.num_workers, self.pin_memory = batch_size, num_workers, pin_memory
-        self.max_val_samples, self.seed = max_val_samples, seed
-        # speed (p2p.data.cache): decoded images in RAM, crop/flip on the accelerator, workers kept alive
-        if cache not in CACHE_MODES:
-            raise ValueError(f"cache must be one of {CACHE_MODES}, got {cache!r}")
-        if device_augment not in DEVICE_AUGMENT:
-            raise ValueError(f"device_augment must be one of {DEVICE_AUGMENT}, got {device_augment!r}")
-        if device_augment is True and cache == "none":
-            raise ValueError("device_augment=true crops cached images: it needs cache=ram or cache=auto")
-        self.cache, self.cache_max_mb, self.device_augment = cache, cache_max_mb, device_augment
-        self.persistent_workers = persistent_workers
+        self.direction = check_choice("direction", self.direction, DIRECTIONS)
+        self.in_channels = check_choice("in_channels", self.in_channels, CHANNELS)
+        self.out_channels = check_choice("out_channels", self.out_channels, CHANNELS)
+        self.preprocess = check_choice("preprocess", self.preprocess, PREPROCESS)
+        self.cache = check_choice("cache", self.cache, CACHE_MODES)
+        self.device_augment = check_choice("device_augment", self.device_augment, DEVICE_AUGMENT)
+        for key, minimum in (("batch_size", 1), ("num_workers", 0), ("cache_max_mb", 0)):
+            if getattr(self, key) < minimum:
+                raise ConfigError(f"{key}: must be >= {minimum}, got {getattr(self, key)}")
+        if self.max_val_samples is not None and self.max_val_samples < 1:
+            raise ConfigError(f"max_val_samples: must be null or >= 1, got {self.max_val_samples}")
+        if self.device_augment is True and self.cache == "none":
+            raise ConfigError("device_augment: true crops cached images: it needs cache=ram or cache=auto")
+        # built here so that a bad preprocess/load_size/crop_size fails at construction, not in a worker
+        geometry = (self.load_size, self.crop_size, self.preprocess, self.flip, self.size_divisor)
+        self.train_transform = PairTransform(*geometry, train=True)
+        self.eval_transform = PairTransform(*geometry, train=False)
         self.train_set: Dataset[Pair] | None = None
         self.val_set: Dataset[Pair] | None = None
         self.test_set: Dataset[Pair] | None = None
+
+    def settings(self) -> dict[str, Any]:
+        """Every field as plain data: what shaped the images (stored in checkpoints)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     def _cap_val(self, ds: Dataset[Pair]) -> Dataset[Pair]:
         """At most max_val_samples items, evenly spaced so a capped val set still spans the whole split."""
@@ -165,63 +178,38 @@ class _PairsDataModule(L.LightningDataModule):
         return self._loader(self.test_set, "test")
 
 
-class PairedDataModule(_PairsDataModule):
-    """Paired images from `root` (aligned A|B or separate A/ and B/ layout, see p2p.data.dataset), or, when
-    root is None, the registered dataset `name` downloaded into the cache (see p2p.data.download).
+@dataclass(eq=False)
+class PairedDataModule(PairsDataModule):
+    """Paired images from ``root`` (aligned A|B or separate A/ and B/ layout, see p2p.data.dataset), or, when
+    root is None, the registered dataset ``name`` downloaded into the cache (see p2p.data.download).
 
     Training uses random crop/flip (PairTransform, train=True); validation and test use the deterministic
     evaluation transform: no flip, center crops, and resize_and_crop resizes straight to crop_size.
     """
 
-    def __init__(
-        self,
-        root: str | None = None,
-        name: str = "folder",
-        direction: str = "AtoB",
-        in_channels: int = 3,
-        out_channels: int = 3,
-        load_size: int = 286,
-        crop_size: int = 256,
-        preprocess: str = "resize_and_crop",
-        flip: bool = True,
-        size_divisor: int = 256,
-        batch_size: int = 1,
-        num_workers: int = 4,
-        pin_memory: bool = True,
-        val_split: str | None = None,
-        test_split: str = "test",
-        max_val_samples: int | None = None,
-        cache_dir: str | None = None,
-        seed: int = 0,
-        on_bad_file: str = "error",  # error: stop, listing every bad file; skip: warn and train on the rest
-        cache: str = "auto",  # auto | ram | none: decoded, resized images kept in RAM (p2p.data.cache)
-        cache_max_mb: int = 2048,  # auto caches only if ~this fits (one copy per worker)
-        persistent_workers: bool = True,
-        device_augment: bool | str = "auto",  # crop/flip on the accelerator; auto: CUDA + cache
-    ) -> None:
-        super().__init__(
-            direction, in_channels, out_channels, load_size, crop_size, preprocess, flip, size_divisor,
-            batch_size, num_workers, pin_memory, max_val_samples, seed, cache=cache, cache_max_mb=cache_max_mb,
-            persistent_workers=persistent_workers, device_augment=device_augment,
-        )  # fmt: skip
-        if on_bad_file not in ON_BAD_FILE:
-            raise ValueError(f"on_bad_file must be one of {ON_BAD_FILE}, got {on_bad_file!r}")
-        self.on_bad_file = on_bad_file
+    root: str | None = None  # the dataset folder; None: download the registered dataset `name`
+    name: str = "folder"  # folder (your own data, needs root) or a registered dataset (p2p.data.DATASETS)
+    val_split: str | None = None  # None: "val" if the dataset has it, else test_split
+    test_split: str = "auto"  # trainer.test's and p2p-eval's split; auto: the dataset's (test, or val)
+    cache_dir: str | None = None  # download cache; None: $P2P_CACHE or ~/.cache/p2p
+    on_bad_file: OnBadFile = "error"  # error: stop, listing every bad file; skip: warn and train on the rest
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.on_bad_file = check_choice("on_bad_file", self.on_bad_file, ON_BAD_FILE)
         self._checked: dict[str, list[PairFiles]] = {}  # split -> its good pairs, each split checked once
-        if root is None and name == "folder":
-            raise ValueError("root is required for name='folder': pass data.root=/path/to/dataset")
-        if name != "folder":
-            info = get_info(name)  # fails early on a typo
-            if direction != info.direction:
-                log.info(
-                    "%s: the paper's direction is %s (%s); using %s",
-                    name,
-                    info.direction,
-                    info.about,
-                    direction,
-                )
-        self.root, self.name, self.cache_dir = root, name, cache_dir
-        self.val_split, self.test_split = val_split, test_split
+        if self.test_split == "auto":  # most archives of the pix2pix datasets only have train/ and val/
+            self.test_split = "test" if self.name == "folder" else get_info(self.name).test_split
+        if self.name == "folder":
+            if self.root is None:
+                raise ConfigError("root: required for your own data: data.root=/path/to/dataset")
+            if not Path(self.root).expanduser().is_dir():
+                raise ConfigError(f"root: {self.root} is not a folder")
+        else:
+            info = get_info(self.name)  # fails early on a typo
+            if self.direction != info.direction:
+                log.info("%s: the paper's direction is %s (%s); using %s", self.name, info.direction,
+                         info.about, self.direction)  # fmt: skip
 
     def prepare_data(self) -> None:
         # Lightning calls this on one process per node, before setup() on all of them: download here.
@@ -276,47 +264,25 @@ class PairedDataModule(_PairsDataModule):
             self.test_set = self._cached(self._dataset(root, self.test_split, train=False))
 
 
-class SyntheticDataModule(_PairsDataModule):
+@dataclass(eq=False)
+class SyntheticDataModule(PairsDataModule):
     """Procedurally generated label-map -> photo pairs (p2p.data.synthetic); AtoB = labels -> photo.
 
     Splits are disjoint by construction (each pair is seeded by (seed, split, index)) and pass through the
     same transforms as real data.
     """
 
-    name = "synthetic"
+    num_train: int = 200
+    num_val: int = 20
+    num_test: int = 20
+    image_size: int = 256  # side of the generated pairs, before load/crop
+    num_classes: int = 8  # label classes (2..12), each with its own colour and texture
 
-    def __init__(
-        self,
-        num_train: int = 200,
-        num_val: int = 20,
-        num_test: int = 20,
-        image_size: int = 256,
-        num_classes: int = 8,
-        direction: str = "AtoB",
-        seed: int = 0,
-        in_channels: int = 3,
-        out_channels: int = 3,
-        load_size: int = 286,
-        crop_size: int = 256,
-        preprocess: str = "resize_and_crop",
-        flip: bool = True,
-        size_divisor: int = 256,
-        batch_size: int = 1,
-        num_workers: int = 4,
-        pin_memory: bool = True,
-        max_val_samples: int | None = None,
-        cache: str = "auto",  # auto | ram | none: rendered, resized images kept in RAM (p2p.data.cache)
-        cache_max_mb: int = 2048,
-        persistent_workers: bool = True,
-        device_augment: bool | str = "auto",
-    ) -> None:
-        super().__init__(
-            direction, in_channels, out_channels, load_size, crop_size, preprocess, flip, size_divisor,
-            batch_size, num_workers, pin_memory, max_val_samples, seed, cache=cache, cache_max_mb=cache_max_mb,
-            persistent_workers=persistent_workers, device_augment=device_augment,
-        )  # fmt: skip
-        self.sizes = {"train": num_train, "val": num_val, "test": num_test}
-        self.image_size, self.num_classes = image_size, num_classes
+    name = "synthetic"  # not a field: what metrics.json and the FCN cache call this dataset
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.sizes = {"train": self.num_train, "val": self.num_val, "test": self.num_test}
 
     def _dataset(self, split: str, train: bool) -> SyntheticPairs:
         return SyntheticPairs(

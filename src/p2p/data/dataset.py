@@ -12,18 +12,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypedDict
+from typing import Literal, TypedDict, get_args
 
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
 from p2p.data.transforms import PairTransform
-from p2p.errors import DataError
+from p2p.errors import DataError, check_choice
 from p2p.io import convert_channels, open_image, to_tensor
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-DIRECTIONS = ("AtoB", "BtoA")
+Direction = Literal["AtoB", "BtoA"]  # which half (A = left, B = right) is the generator's input
+DIRECTIONS: tuple[str, ...] = get_args(Direction)
+Channels = Literal[1, 3]  # images are converted to grayscale or RGB
+CHANNELS: tuple[int, ...] = get_args(Channels)
 
 
 class Pair(TypedDict):
@@ -122,13 +125,10 @@ class PairedImageDataset(Dataset[Pair]):
         transform: PairTransform | None = None,
         pairs: list[PairFiles] | None = None,  # already listed (and checked, see p2p.data.validate)
     ) -> None:
-        if direction not in DIRECTIONS:
-            raise ValueError(f"direction must be 'AtoB' or 'BtoA', got {direction!r}")
-        for key, c in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if c not in (1, 3):
-                raise ValueError(f"{key} must be 1 or 3, got {c}")
-        self.root, self.split, self.direction = Path(root).expanduser(), split, direction
-        self.in_channels, self.out_channels = in_channels, out_channels
+        self.root, self.split = Path(root).expanduser(), split
+        self.direction = check_choice("direction", direction, DIRECTIONS)
+        self.in_channels = check_choice("in_channels", in_channels, CHANNELS)
+        self.out_channels = check_choice("out_channels", out_channels, CHANNELS)
         self.transform = transform if transform is not None else PairTransform(train=split == "train")
         self.pairs = find_pairs(self.root, split) if pairs is None else pairs
 

@@ -20,7 +20,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from p2p.errors import DataError, DownloadError
+from p2p.errors import ConfigError, DataError, DownloadError
 from p2p.io import cache_root, download
 
 log = logging.getLogger(__name__)
@@ -68,8 +68,8 @@ def dataset_url(name: str) -> str:
 
 def get_info(name: str) -> DatasetInfo:
     if name not in DATASETS:
-        raise ValueError(
-            f"unknown dataset name {name!r}; known: {', '.join(DATASETS)} (or 'folder' with a root)"
+        raise ConfigError(
+            f"name: unknown dataset name {name!r}; known: {', '.join(DATASETS)} (or 'folder' with a root)"
         )
     return DATASETS[name]
 

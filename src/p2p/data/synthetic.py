@@ -14,8 +14,9 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
-from p2p.data.dataset import DIRECTIONS, Pair, make_pair
+from p2p.data.dataset import CHANNELS, DIRECTIONS, Pair, make_pair
 from p2p.data.transforms import PairTransform
+from p2p.errors import ConfigError, check_choice
 
 # Label colours (class 0 = background), in the spirit of the CMP facades palette.
 PALETTE = np.array(
@@ -139,20 +140,17 @@ class SyntheticPairs(Dataset[Pair]):
         out_channels: int = 3,
         transform: PairTransform | None = None,
     ) -> None:
-        if direction not in DIRECTIONS:
-            raise ValueError(f"direction must be 'AtoB' or 'BtoA', got {direction!r}")
         if num_samples < 1:
-            raise ValueError(f"num_samples for split {split!r} must be >= 1, got {num_samples}")
+            raise ConfigError(f"num_{split}: must be >= 1, got {num_samples}")
         if image_size < 32:
-            raise ValueError(f"image_size must be >= 32, got {image_size}")
+            raise ConfigError(f"image_size: must be >= 32, got {image_size}")
         if not 2 <= num_classes <= MAX_CLASSES:
-            raise ValueError(f"num_classes must be in [2, {MAX_CLASSES}], got {num_classes}")
-        for key, c in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if c not in (1, 3):
-                raise ValueError(f"{key} must be 1 or 3, got {c}")
+            raise ConfigError(f"num_classes: must be in [2, {MAX_CLASSES}], got {num_classes}")
         self.num_samples, self.split, self.seed = num_samples, split, seed
-        self.image_size, self.num_classes, self.direction = image_size, num_classes, direction
-        self.in_channels, self.out_channels = in_channels, out_channels
+        self.image_size, self.num_classes = image_size, num_classes
+        self.direction = check_choice("direction", direction, DIRECTIONS)
+        self.in_channels = check_choice("in_channels", in_channels, CHANNELS)
+        self.out_channels = check_choice("out_channels", out_channels, CHANNELS)
         self.transform = transform if transform is not None else PairTransform(train=split == "train")
 
     def __len__(self) -> int:

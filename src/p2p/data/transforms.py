@@ -8,11 +8,15 @@ pixel-aligned. Evaluation is deterministic: no flip, and random crops become cen
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import torch
 from PIL import Image
 
-PREPROCESS = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
+from p2p.errors import ConfigError, check_choice
+
+Preprocess = Literal["resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none"]
+PREPROCESS: tuple[str, ...] = get_args(Preprocess)
 BICUBIC = Image.Resampling.BICUBIC
 
 
@@ -47,15 +51,14 @@ class PairTransform:
     train: bool = True
 
     def __post_init__(self) -> None:
-        if self.preprocess not in PREPROCESS:
-            raise ValueError(f"preprocess must be one of {PREPROCESS}, got {self.preprocess!r}")
+        object.__setattr__(self, "preprocess", check_choice("preprocess", self.preprocess, PREPROCESS))
         for key in ("load_size", "crop_size", "size_divisor"):
             if getattr(self, key) < 1:
-                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
+                raise ConfigError(f"{key}: must be >= 1, got {getattr(self, key)}")
         if self.preprocess in ("resize_and_crop", "scale_width_and_crop") and self.crop_size > self.load_size:
-            raise ValueError(
-                f"crop_size ({self.crop_size}) must be <= load_size ({self.load_size}) "
-                f"for preprocess={self.preprocess!r}"
+            raise ConfigError(
+                f"crop_size: {self.crop_size} is larger than load_size={self.load_size} (preprocess="
+                f"{self.preprocess} crops a load_size image); use crop_size <= {self.load_size} or raise load_size"
             )
 
     def _resized_size(self, w: int, h: int) -> tuple[int, int]:

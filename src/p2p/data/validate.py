@@ -21,16 +21,18 @@ import os
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Literal, get_args
 
 from PIL import Image
 
 from p2p.data.dataset import IMG_EXTENSIONS, PairFiles, available_splits, list_images, split_folders
 from p2p.data.transforms import PairTransform
-from p2p.errors import DataError
+from p2p.errors import DataError, check_choice
 
 log = logging.getLogger(__name__)
 
-ON_BAD_FILE = ("error", "skip")
+OnBadFile = Literal["error", "skip"]
+ON_BAD_FILE: tuple[str, ...] = get_args(OnBadFile)
 
 
 def inspect_image(path: Path) -> tuple[int, int] | str:
@@ -115,8 +117,7 @@ def check_splits(
     Raises `DataError` listing every problem (``on_bad_file="error"``), or when skipping leaves a split
     empty; with ``"skip"`` the problems are logged as a warning.
     """
-    if on_bad_file not in ON_BAD_FILE:
-        raise ValueError(f"data.on_bad_file must be one of {ON_BAD_FILE}, got {on_bad_file!r}")
+    on_bad_file = check_choice("data.on_bad_file", on_bad_file, ON_BAD_FILE)
     root = Path(root).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(f"dataset root {root} does not exist or is not a folder (data.root)")

@@ -10,6 +10,7 @@ from p2p.training.callbacks import PreemptionCheckpoint, RNGState
 from p2p.training.checkpoint_io import AtomicCheckpointIO
 from p2p.training.module import NONFINITE_ACTIONS, Pix2Pix, log_image
 from p2p.training.objective import GAN_MODES, Objective, discriminator_loss, gan_loss
+from p2p.training.optim import Optim
 from p2p.training.perf import resolve_precision
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "NONFINITE_ACTIONS",
     "AtomicCheckpointIO",
     "Objective",
+    "Optim",
     "Pix2Pix",
     "PreemptionCheckpoint",
     "RNGState",

@@ -9,8 +9,9 @@ halved; then G takes one step on the non-saturating adversarial loss plus lambda
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import lightning as L
 import torch
@@ -18,10 +19,13 @@ import torch.nn.functional as F
 from torchmetrics import MeanMetric
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
-from p2p.errors import NonFiniteLossError
+from p2p.errors import NonFiniteLossError, check_choice
 from p2p.inference import INFERENCE_MODES, grid_rows, inference_mode
+from p2p.inference.modes import InferenceMode
 from p2p.models import build_model
+from p2p.models.hub import GeneratorHubMixin, generator_config, p2p_version
 from p2p.training.objective import Objective, discriminator_loss, gan_loss
+from p2p.training.optim import Optim
 from p2p.training.perf import (
     compile_mode,
     compile_modules,
@@ -34,7 +38,8 @@ from p2p.training.perf import (
 )
 
 log = logging.getLogger(__name__)
-NONFINITE_ACTIONS = ("error", "skip")
+NonfiniteAction = Literal["error", "skip"]
+NONFINITE_ACTIONS: tuple[str, ...] = get_args(NonfiniteAction)
 
 
 class Pix2Pix(L.LightningModule):
@@ -46,14 +51,15 @@ class Pix2Pix(L.LightningModule):
         generator: dict[str, Any] | None = None,  # {"name": "unet_256", **constructor overrides}
         discriminator: dict[str, Any]
         | None = None,  # {"name": "patchgan_70", ...}; unused without a GAN term
-        loss: dict[str, Any] | None = None,  # fields of p2p.losses.Objective
-        optim: dict[str, Any] | None = None,  # lr, betas, n_epochs, n_epochs_decay
+        loss: dict[str, Any] | None = None,  # fields of p2p.training.Objective
+        optim: Optim | dict[str, Any] | None = None,  # p2p.training.optim.Optim: lr, betas, schedule
         in_channels: int = 3,
         out_channels: int = 3,
-        val_inference: str = "eval",  # how validation runs G: eval (deterministic) or paper (section 6.2)
+        val_inference: InferenceMode = "eval",  # how validation runs G: eval (deterministic) or paper (section 6.2)
         num_grid_images: int = 8,  # validation images shown in the input | output | target grid
-        on_nonfinite: str = "error",  # a NaN/inf loss term: error (stop, naming it) or skip (that optimiser step)
-        channels_last: bool | str = "auto",  # NHWC while training; auto: CUDA only (p2p.perf)
+        on_nonfinite: NonfiniteAction = "error",  # a NaN/inf loss term: error (stop, naming it) or skip (that optimiser step)
+        channels_last: bool
+        | Literal["auto"] = "auto",  # NHWC while training; auto: CUDA only (p2p.training.perf)
         compile: bool | str = False,  # torch.compile G and D: true or a mode (p2p.perf.COMPILE_MODES)
         cuda_graphs: bool = False,  # CUDA graphs via compile mode reduce-overhead: for batch-1 training on GPU
     ) -> None:
@@ -62,24 +68,17 @@ class Pix2Pix(L.LightningModule):
         # null-valued overrides are dropped, so a config can unset a key it inherited
         generator = {k: v for k, v in (generator or {"name": "unet_256"}).items() if v is not None}
         discriminator = {k: v for k, v in (discriminator or {"name": "patchgan_70"}).items() if v is not None}
-        self.optim = {
-            "lr": 2e-4,
-            "betas": (0.5, 0.999),
-            "n_epochs": 100,
-            "n_epochs_decay": 100,
-            **(optim or {}),
-        }
+        self.optim = Optim(**optim) if isinstance(optim, dict) else (optim or Optim())
+        self.hparams["optim"] = asdict(self.optim)  # plain data in checkpoints (they load with weights_only)
         self.objective = Objective(**(loss or {}))
-        if val_inference not in INFERENCE_MODES:
-            raise ValueError(f"val_inference must be one of {INFERENCE_MODES}, got {val_inference!r}")
-        self.val_inference = val_inference
+        self.val_inference = check_choice("val_inference", val_inference, INFERENCE_MODES)
         self.num_grid_images = num_grid_images
-        if on_nonfinite not in NONFINITE_ACTIONS:
-            raise ValueError(f"on_nonfinite must be one of {NONFINITE_ACTIONS}, got {on_nonfinite!r}")
-        self.on_nonfinite, self.skipped_steps = on_nonfinite, 0
+        self.on_nonfinite, self.skipped_steps = (
+            check_choice("on_nonfinite", on_nonfinite, NONFINITE_ACTIONS),
+            0,
+        )
         self._buffers_before: list[tuple[torch.Tensor, torch.Tensor]] = []
-        if channels_last not in (True, False, "auto"):
-            raise ValueError(f"channels_last must be true, false or auto, got {channels_last!r}")
+        channels_last = check_choice("channels_last", channels_last, (True, False, "auto"))
         self.channels_last_option, self.channels_last = channels_last, False  # resolved in setup()
         self.compile_mode = compile_mode(compile, cuda_graphs)  # checked here: a typo fails before training
         self._compiled = False
@@ -101,6 +100,12 @@ class Pix2Pix(L.LightningModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.G(x)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # the generator's every constructor argument, so that loading it (p2p.weights) never depends on the
+        # builder defaults of the p2p version that reads it
+        if isinstance(self.G, GeneratorHubMixin):  # p2p's generators (a user's own may not describe itself)
+            checkpoint["p2p"] = {"generator": generator_config(self.G), "version": p2p_version()}
 
     def _d(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         assert self.D is not None
@@ -204,19 +209,15 @@ class Pix2Pix(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         o = self.optim
-        n_epochs, n_decay = int(o["n_epochs"]), int(o["n_epochs_decay"])
         # fused Adam: one kernel over all parameters; the same update up to float rounding (p2p.perf)
-        fused = fused_adam_available(self.device.type) if o.get("fused") is None else bool(o["fused"])
-
-        def linear(epoch: int) -> float:  # the reference's "linear" policy (epoch_count = 1)
-            return 1.0 - max(0, epoch + 1 - n_epochs) / float(n_decay + 1)
+        fused = fused_adam_available(self.device.type) if o.fused is None else o.fused
 
         nets = [self.G] + ([self.D] if self.D is not None else [])
         opts = [
-            torch.optim.Adam(n.parameters(), lr=float(o["lr"]), betas=tuple(o["betas"]), fused=fused)  # type: ignore[arg-type]
+            torch.optim.Adam(n.parameters(), lr=o.lr, betas=(o.betas[0], o.betas[1]), fused=fused)
             for n in nets
         ]
-        scheds = [torch.optim.lr_scheduler.LambdaLR(opt, linear) for opt in opts]
+        scheds = [torch.optim.lr_scheduler.LambdaLR(opt, o.lr_factor) for opt in opts]
         return opts, scheds
 
     # --- validation -------------------------------------------------------------------------------------

@@ -7,11 +7,15 @@ L1+cGAN) is five small configs rather than five code paths.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
 
-GAN_MODES = ("vanilla", "lsgan")
+from p2p.errors import ConfigError, check_choice
+
+GanMode = Literal["vanilla", "lsgan"]
+GAN_MODES: tuple[str, ...] = get_args(GanMode)
 
 
 @dataclass
@@ -19,15 +23,18 @@ class Objective:
     l1_weight: float = 100.0  # lambda in the paper (section 4: lambda = 100)
     gan_weight: float = 1.0  # 0 turns the adversarial term off (the "L1" row): no discriminator is built
     conditional: bool = True  # cGAN: D sees (input, output); False: the unconditional "GAN" variant
-    gan_mode: str = "vanilla"  # vanilla: BCE with logits, non-saturating G loss; lsgan: least squares
+    gan_mode: GanMode = "vanilla"  # vanilla: BCE with logits, non-saturating G loss; lsgan: least squares
 
     def __post_init__(self) -> None:
-        if self.gan_mode not in GAN_MODES:
-            raise ValueError(f"loss.gan_mode must be one of {GAN_MODES}, got {self.gan_mode!r}")
-        if self.l1_weight < 0 or self.gan_weight < 0:
-            raise ValueError("loss.l1_weight and loss.gan_weight must be >= 0")
+        self.gan_mode = check_choice("gan_mode", self.gan_mode, GAN_MODES)
+        for key in ("l1_weight", "gan_weight"):
+            if not getattr(self, key) >= 0:  # also rejects NaN
+                raise ConfigError(f"{key}: must be a number >= 0, got {getattr(self, key)}")
         if self.l1_weight == 0 and self.gan_weight == 0:
-            raise ValueError("loss: l1_weight and gan_weight are both 0, so nothing would be trained")
+            raise ConfigError(
+                "l1_weight and gan_weight are both 0: nothing would be trained (paper Table 1: l1, gan, "
+                "cgan, l1_gan, l1_cgan)"
+            )
 
     @property
     def uses_gan(self) -> bool:

@@ -1,0 +1,38 @@
+"""The optimiser settings and learning-rate schedule of pix2pix (paper section 3.3; reference ``--lr_policy
+linear``): Adam(2e-4, (0.5, 0.999)) for G and for D, the rate constant for ``n_epochs`` epochs, then decayed
+linearly to 0 over ``n_epochs_decay`` (stepped once per epoch)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from p2p.errors import ConfigError
+
+
+@dataclass
+class Optim:
+    lr: float = 2e-4  # the paper's learning rate, for both networks
+    betas: list[float] = field(
+        default_factory=lambda: [0.5, 0.999]
+    )  # Adam's momentum terms (paper: 0.5, 0.999)
+    n_epochs: int = 100  # constant learning rate for this many epochs ...
+    n_epochs_decay: int = (
+        100  # ... then linear decay to 0 over this many (the paper's facades run: 100 + 100)
+    )
+    fused: bool | None = (
+        None  # fused Adam: None = on for CUDA, and for CPU where PyTorch has it (p2p.training.perf)
+    )
+
+    def __post_init__(self) -> None:
+        self.betas = [float(b) for b in self.betas]
+        if not (self.lr >= 0):  # also rejects NaN
+            raise ConfigError(f"lr: must be a number >= 0, got {self.lr}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ConfigError(f"betas: must be two numbers in [0, 1), e.g. [0.5, 0.999], got {self.betas}")
+        for key in ("n_epochs", "n_epochs_decay"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{key}: must be >= 0, got {getattr(self, key)}")
+
+    def lr_factor(self, epoch: int) -> float:
+        """The learning rate's multiplier in ``epoch`` (0-based): the reference's linear policy (epoch_count=1)."""
+        return 1.0 - max(0, epoch + 1 - self.n_epochs) / float(self.n_epochs_decay + 1)
