@@ -12,21 +12,17 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torchmetrics import MeanMetric
+from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
 from p2p.metrics.color import LabHistograms
-from p2p.metrics.fcn import FcnScorer, segmentation_scores
+from p2p.metrics.fcn import FcnScorer, confusion_metric, segmentation_scores
 from p2p.metrics.fid import FidKid
 
 METRICS = ("l1", "psnr", "ssim", "fid", "kid", "fcn", "color")
 FCN_KEYS = ("pixel_acc", "class_acc", "class_iou")
 
-__all__ = ["FCN_KEYS", "METRICS", "Scores", "psnr_per_image"]
-
-
-def psnr_per_image(fake01: torch.Tensor, real01: torch.Tensor) -> torch.Tensor:
-    """PSNR of each image pair in [0, 1] (inf where they are identical), as validation's ``val/psnr``."""
-    mse = ((fake01.float() - real01.float()) ** 2).mean(dim=(1, 2, 3))
-    return 10 * torch.log10(1.0 / mse)
+__all__ = ["FCN_KEYS", "METRICS", "Scores"]
 
 
 class Scores:
@@ -45,11 +41,17 @@ class Scores:
     ) -> None:
         if unknown := sorted(set(metrics) - set(METRICS)):
             raise ValueError(f"metrics: unknown {unknown}; choose from {list(METRICS)}")
-        from torchmetrics.image import StructuralSimilarityIndexMeasure
-
         self.metrics, self.device, self.n = set(metrics), torch.device(device), 0
-        self.l1: list[torch.Tensor] = []
-        self.psnr: list[torch.Tensor] = []
+        # l1, psnr, ssim: the torchmetrics classes and arguments of validation's val/l1, val/psnr, val/ssim
+        # (p2p.training.module.Pix2Pix), so p2p-eval on the val split reports what training logged. They
+        # cannot share one factory: metrics and training are independent layers (pyproject's import
+        # contracts); tests/test_eval.py asserts the two agree on the same model and images.
+        # L1: the mean of per-image mean absolute errors. Not torchmetrics' MeanAbsoluteError, which
+        # averages over all pixels: the same only when every image has the same size.
+        self.l1 = MeanMetric().to(self.device)
+        # PSNR of each image in [0, 1], then their mean; an identical pair gives inf (metrics.json: null)
+        self.psnr = PeakSignalNoiseRatio(data_range=1.0, reduction="elementwise_mean", dim=(1, 2, 3))
+        self.psnr = self.psnr.to(self.device)
         self.ssim = StructuralSimilarityIndexMeasure(data_range=1.0).to(self.device)
         self.fidkid: Any = None
         self.real_features = real_features
@@ -58,25 +60,30 @@ class Scores:
             if real_features is not None:
                 self.fidkid.update_features(real_features, real=True)
         self.fcn = fcn if "fcn" in self.metrics else None
-        self.conf: dict[str, torch.Tensor] = {}
+        # the confusion matrices of the outputs and of the ground-truth row: the real photos
+        self.conf = (
+            {key: confusion_metric(self.fcn.num_classes).to(self.device) for key in ("fcn", "fcn_real")}
+            if self.fcn is not None
+            else {}
+        )
         self.color = LabHistograms() if "color" in self.metrics else None
 
     @torch.no_grad()
     def update(self, x: torch.Tensor, fake: torch.Tensor, y: torch.Tensor) -> None:
         fake, y = fake.float().clamp(-1, 1).to(self.device), y.float().to(self.device)
         self.n += fake.shape[0]
-        self.l1.append(F.l1_loss(fake, y, reduction="none").mean(dim=(1, 2, 3)).cpu())
+        self.l1.update(F.l1_loss(fake, y, reduction="none").mean(dim=(1, 2, 3)))
         f01, y01 = (fake + 1) / 2, (y + 1) / 2
-        self.psnr.append(psnr_per_image(f01, y01).cpu())
+        self.psnr.update(f01, y01)
         self.ssim.update(f01, y01)
         if self.fidkid is not None:
             self.fidkid.update(fake, real=False)
             if self.real_features is None:
                 self.fidkid.update(y, real=True)
-        if self.fcn is not None:  # the outputs, and the ground-truth row: the real photos
+        if self.fcn is not None:
             for key, photos in (("fcn", fake), ("fcn_real", y)):
-                conf = self.fcn.confusion(x, photos)
-                self.conf[key] = self.conf[key] + conf if key in self.conf else conf
+                pred, target = self.fcn.segment(x, photos)
+                self.conf[key].update(pred.to(self.device), target.to(self.device))
         if self.color is not None:
             self.color.update(fake, real=False)
             self.color.update(y, real=True)
@@ -87,9 +94,9 @@ class Scores:
             raise ValueError("no images were scored")
         out: dict[str, float | None] = {}
         if "l1" in self.metrics:
-            out["l1"] = float(torch.cat(self.l1).mean())
+            out["l1"] = float(self.l1.compute())
         if "psnr" in self.metrics:
-            out["psnr"] = float(torch.cat(self.psnr).mean())
+            out["psnr"] = float(self.psnr.compute())
         if "ssim" in self.metrics:
             out["ssim"] = float(self.ssim.compute())  # type: ignore[arg-type]
         if self.fidkid is not None:
@@ -98,9 +105,8 @@ class Scores:
                 fk.update(self.fidkid.compute(fid="fid" in self.metrics, kid="kid" in self.metrics))
             out.update({k: v for k, v in fk.items() if k.split("_")[0] in self.metrics})
         if "fcn" in self.metrics:
-            for key in ("fcn", "fcn_real"):
-                conf = self.conf.get(key)
-                s = segmentation_scores(conf) if conf is not None else {}
+            for key in ("fcn", "fcn_real"):  # no scorer (see p2p.runs.eval's notes): null scores
+                s = segmentation_scores(self.conf[key]) if key in self.conf else {}
                 out.update({f"{key}_{k}": s.get(k) for k in FCN_KEYS})
         if self.color is not None:
             out.update(self.color.compute())

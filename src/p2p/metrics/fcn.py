@@ -31,6 +31,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image, ImageFilter
 from torch.utils.data import DataLoader, Subset
+from torchmetrics.classification import MulticlassJaccardIndex
 
 from p2p.data.synthetic import PALETTE
 from p2p.io import atomic_save, cache_root
@@ -181,27 +182,30 @@ class Segmenter(nn.Module):
 
 
 # --- scores ---------------------------------------------------------------------------------------------
-def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """[K, K] counts, rows = true class, columns = predicted; IGNORE targets are left out."""
-    keep = target != IGNORE
-    idx = target[keep].long() * num_classes + pred[keep].long()
-    return torch.bincount(idx, minlength=num_classes * num_classes).reshape(num_classes, num_classes).cpu()
+def confusion_metric(num_classes: int) -> MulticlassJaccardIndex:
+    """The accumulated [K, K] confusion matrix of the FCN-score, ``update(pred, target)`` with [B, H, W]
+    class indices; IGNORE targets are left out. A torchmetrics MulticlassJaccardIndex: a
+    MulticlassConfusionMatrix (state ``confmat``: rows = true class, columns = predicted) whose ``compute()``
+    is the mean class IoU."""
+    return MulticlassJaccardIndex(num_classes, average="macro", ignore_index=IGNORE)
 
 
-def segmentation_scores(conf: torch.Tensor) -> dict[str, float]:
-    """Per-pixel accuracy, mean per-class accuracy and mean class IoU of a confusion matrix, as the
-    Cityscapes evaluation used by the paper: classes absent from the ground truth have no accuracy
-    (left out of the mean); a class predicted but absent counts as IoU 0."""
-    conf = conf.double()
-    tp, gt, pred = conf.diag(), conf.sum(1), conf.sum(0)
-    union = gt + pred - tp
-    with np.errstate(divide="ignore", invalid="ignore"):
-        acc = (tp / gt)[gt > 0]
-        iou = (tp / union)[union > 0]
+def segmentation_scores(conf: MulticlassJaccardIndex) -> dict[str, float]:
+    """Per-pixel accuracy, mean per-class accuracy and mean class IoU of everything ``conf`` has counted, as
+    the Cityscapes evaluation used by the paper: classes absent from the ground truth have no accuracy
+    (left out of the mean); a class predicted but absent counts as IoU 0; classes in neither are left out.
+
+    The IoU is torchmetrics' macro Jaccard index, which defines exactly that. The two accuracies are
+    reduced here from the confusion matrix: torchmetrics' accuracies take predictions, not a confusion
+    matrix, and its macro accuracy counts a class that is predicted but absent from the ground truth as
+    0 (it leaves out only classes with no true or predicted pixel) instead of leaving it out."""
+    m = conf.confmat.double()
+    tp, gt = m.diag(), m.sum(1)
+    acc = (tp / gt)[gt > 0]
     return {
-        "pixel_acc": float(tp.sum() / conf.sum()) if conf.sum() > 0 else float("nan"),
+        "pixel_acc": float(tp.sum() / m.sum()) if m.sum() > 0 else float("nan"),
         "class_acc": float(acc.mean()) if len(acc) else float("nan"),
-        "class_iou": float(iou.mean()) if len(iou) else float("nan"),
+        "class_iou": float(conf.compute()) if m.sum() > 0 else float("nan"),
     }
 
 
@@ -298,7 +302,8 @@ def _to_pil(t: torch.Tensor) -> Image.Image:
 
 
 class FcnScorer:
-    """A trained segmenter and its palette; ``score(labels, photos)`` -> confusion matrix."""
+    """A trained segmenter and its palette; ``segment(labels, photos)`` -> (predicted, true) classes, to be
+    counted by ``confusion_metric(num_classes)``."""
 
     def __init__(self, segmenter: Segmenter, palette: torch.Tensor, ignore_colors: torch.Tensor | None,
                  meta: dict[str, Any]) -> None:  # fmt: skip
@@ -311,12 +316,12 @@ class FcnScorer:
         self.num_classes = len(palette)
 
     @torch.no_grad()
-    def confusion(self, labels: torch.Tensor, photos: torch.Tensor) -> torch.Tensor:
-        """Confusion matrix of the segmenter's classes for ``photos`` against ``labels`` (both [-1, 1])."""
+    def segment(self, labels: torch.Tensor, photos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """[B, H, W] classes the segmenter predicts for ``photos``, and the true classes of ``labels`` (IGNORE
+        where void), both [-1, 1] images; on the segmenter's device."""
         device = next(self.segmenter.parameters()).device
         target = colors_to_classes(labels.to(device), self.palette, self.ignore_colors)
-        pred = self.segmenter(photos.to(device).float()).argmax(1)
-        return confusion_matrix(pred, target, self.num_classes)
+        return self.segmenter(photos.to(device).float()).argmax(1), target
 
     def to(self, device: torch.device | str) -> FcnScorer:
         self.segmenter.to(device)
