@@ -31,6 +31,8 @@ BIN = Path(sys.executable).parent
         (["+model.generator.n_blocks=6"], "model.generator.n_blocks: not an argument of unet_256"),
         (["model.val_inference=train"], "model.val_inference: 'train' is not one of paper, eval"),
         (["model.on_nonfinite=ignore"], "model.on_nonfinite: 'ignore' is not one of error, skip"),
+        (["model.check_finite=never"], "model.check_finite: 'never' is not one of auto, step, deferred"),
+        (["model.on_nonfinite=skip", "model.check_finite=deferred"], "model.check_finite: deferred cannot skip a step"),
         (["loss.gan_mode=wgan"], "loss.gan_mode: 'wgan' is not one of vanilla, lsgan"),
         (["loss.l1_weight=0", "loss.gan_weight=0"], "loss: l1_weight and gan_weight are both 0"),
         (["model.optim.lr=-1"], "model.optim.lr: must be a number >= 0.0, got -1"),

@@ -37,7 +37,7 @@ from p2p.errors import ConfigError
 from p2p.inference import INFERENCE_MODES
 from p2p.models import build_model, list_models, valid_overrides
 from p2p.models.norm import NORMS
-from p2p.training import GAN_MODES, NONFINITE_ACTIONS, Objective
+from p2p.training import CHECK_FINITE_MODES, GAN_MODES, NONFINITE_ACTIONS, Objective
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +172,10 @@ def _check_model(c: _Checker) -> None:
             c.integer(f"model.{net}.{width}", 1, optional=True)
     c.choice("model.val_inference", INFERENCE_MODES)
     c.choice("model.on_nonfinite", NONFINITE_ACTIONS)
+    c.choice("model.check_finite", CHECK_FINITE_MODES)
+    if c.get("model.on_nonfinite") == "skip" and c.get("model.check_finite") == "deferred":
+        c.bad("model.check_finite", "deferred cannot skip a step (model.on_nonfinite=skip decides before each one); "
+              "use model.check_finite=auto or step")  # fmt: skip
     c.number("model.optim.lr", 0.0)
     c.integer("model.optim.n_epochs", 0)
     c.integer("model.optim.n_epochs_decay", 0)
