@@ -203,6 +203,22 @@ def test_deferred_checks_read_the_device_once_per_log_interval(
     assert model.trainer.global_step == 2 * batches  # every step was taken
 
 
+def test_no_checkpoint_is_written_with_nonfinite_weights_though_every_loss_was_finite(tmp_path: Path) -> None:
+    """BatchNorm's running variance can overflow while the batch statistics, and so the losses, stay finite
+    (seen under DDP at lr 1e12): the checkpoint itself is checked, in the default per-step mode too."""
+    model = fit_tiny(tmp_path, batches=1)
+    path = tmp_path / "m.ckpt"
+    model.trainer.save_checkpoint(path)  # finite: written
+    model.G.down[1].norm.running_var[0] = float("inf")
+    with pytest.raises(
+        NonFiniteLossError,
+        match=r"checkpoint to be written at global step 2 \(G\.down\.1\.norm\.running_var\)",
+    ):
+        model.trainer.save_checkpoint(tmp_path / "bad.ckpt")
+    assert not (tmp_path / "bad.ckpt").exists()
+    assert all(torch.isfinite(v).all() for v in torch.load(path, weights_only=False)["state_dict"].values())
+
+
 def test_check_finite_resolves_by_device_and_skip_always_checks_per_step() -> None:
     for check_finite, on_nonfinite, device, deferred in [
         ("auto", "error", "cpu", False),

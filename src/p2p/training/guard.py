@@ -33,6 +33,9 @@ class NonFiniteGuard:
       count it (``train/skipped_steps``) and train on. Needs a decision before every step, so it always
       checks per step (``check_finite=deferred`` with it is an error).
 
+    Whatever the mode, every checkpoint is checked before it is written (`check_checkpoint`): a finite loss
+    does not make finite weights, so the guard also looks at every tensor the checkpoint holds.
+
     ``check_finite``:
 
     - ``step``: decide before every optimiser step, so the bad step never changes a weight. Each decision
@@ -72,20 +75,21 @@ class NonFiniteGuard:
         self._flags: dict[str, torch.Tensor] = {}  # deferred: term -> "was non-finite since the last read"
         self._batches = 0
         self._clean_at: int | None = None  # global step of the last read that found every term finite
+        self._saved_at: int | None = None  # global step of the newest checkpoint written (or resumed from)
         self._batch_idx = 0
 
     def resolve(self, device_type: str) -> None:
         """Pick per-step or deferred checks for the device the run trains on (``auto``: deferred on CUDA)."""
         auto = device_type == "cuda" and self.on_nonfinite == "error"
         self.deferred = self.check_finite == "deferred" or (self.check_finite == "auto" and auto)
-        self._flags, self._clean_at = {}, None
+        self._flags, self._clean_at, self._saved_at = {}, None, None
 
     @contextmanager
     def batch(self, module: Any, batch_idx: int) -> Iterator[None]:
         """Around one training batch: first saves the buffers a skipped step must put back (skip mode); after
         it, every ``trainer.log_every_n_steps`` batches, reads the deferred flags."""
         if self._clean_at is None:  # the first batch of this fit (a resumed run starts past 0)
-            self._clean_at = module.global_step
+            self._clean_at = self._saved_at = module.global_step
         if self.on_nonfinite == "skip":
             self._buffers = [(b, b.detach().clone()) for b in module.buffers()]
         self._batch_idx = batch_idx
@@ -138,8 +142,51 @@ class NonFiniteGuard:
             return
         what = ", ".join(bad) or "a loss term on another DDP rank"
         raise NonFiniteLossError(
-            f"non-finite loss between global steps {start} and {now}: {what}, found {when}. Training stopped before writing a checkpoint with the weights it produced: the "
-            f"checkpoints on disk are intact (the newest from global step {start} or earlier). Lower "
-            "model.optim.lr, check the data, or set model.check_finite=step to stop at the exact step "
-            "(or model.on_nonfinite=skip to skip such steps)"
+            f"non-finite loss between global steps {start} and {now}: {what}, found {when}. Training "
+            "stopped before writing a checkpoint with the weights it produced: the checkpoints on disk are "
+            f"intact ({self._newest()}). Lower model.optim.lr, check the data, "
+            "or set model.check_finite=step to stop at the exact step (or model.on_nonfinite=skip to skip "
+            "such steps)"
         )
+
+    def check_checkpoint(self, module: Any, checkpoint: dict[str, Any], when: str) -> None:
+        """Before a checkpoint is written, in every mode: the deferred flags, then every weight, buffer and
+        optimiser moment in it. A finite loss does not make finite weights: the last step before a save
+        can overflow them, and BatchNorm's running variance can overflow while the batch statistics that
+        normalise (and so the losses) stay finite. One isfinite per tensor and one sync, once per checkpoint."""
+        self.check(module, when)
+        state = {
+            "state_dict": checkpoint.get("state_dict"),
+            "optimizer_states": checkpoint.get("optimizer_states"),
+        }
+        named = [(k.removeprefix("state_dict."), v) for k, v in _tensors(state) if v.is_floating_point()]
+        finite = torch.stack([torch.isfinite(v).all() for _, v in named]).tolist() if named else []
+        bad = [k for (k, _), ok in zip(named, finite) if not ok]
+        if not module.trainer.strategy.reduce_boolean_decision(bool(bad), all=False):
+            self._saved_at = module.global_step
+            return
+        what = (
+            ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+            or "on another DDP rank"
+        )
+        raise NonFiniteLossError(
+            f"non-finite values in the checkpoint to be written at global step {module.global_step} ({what}), "
+            "though no loss term was: an optimiser step or BatchNorm's running statistics overflowed. Training "
+            f"stopped without writing it: the checkpoints on disk are intact ({self._newest()}). Lower "
+            "model.optim.lr or check the data"
+        )
+
+    def _newest(self) -> str:
+        return f"the newest from global step {self._saved_at or 0} or earlier"
+
+
+def _tensors(obj: Any, prefix: str = "") -> Iterator[tuple[str, torch.Tensor]]:
+    """(name, tensor) for every tensor in a nested checkpoint structure."""
+    if isinstance(obj, torch.Tensor):
+        yield prefix, obj
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _tensors(v, f"{prefix}.{k}" if prefix else str(k))
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            yield from _tensors(v, f"{prefix}[{i}]")

@@ -167,8 +167,10 @@ class Pix2Pix(L.LightningModule):
                 self.log(f"train/{name}", value.detach(), prog_bar=name in ("loss_d", "loss_g"))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # deferred checks: no checkpoint with NaN weights is ever written
-        self.guard.check(self, f"before writing a checkpoint (epoch {self.current_epoch})")
+        # no checkpoint with NaN/inf weights is ever written (Lightning writes it after this hook)
+        self.guard.check_checkpoint(
+            self, checkpoint, f"before writing a checkpoint (epoch {self.current_epoch})"
+        )
 
     def on_train_end(self) -> None:
         self.guard.check(self, "at the end of training")
