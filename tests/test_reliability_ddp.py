@@ -70,3 +70,35 @@ def test_ddp_ranks_agree_and_equal_one_process_with_the_same_global_batch(
         assert torch.allclose(a, b, atol=1e-5, rtol=0), (a - b).abs().max()  # measured: ~1e-6
     weights = [k for k in single if k.endswith("weight")]
     assert max((rank0[k] - single[k]).abs().max().item() for k in weights) < 1e-4  # measured: ~1e-5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("check_finite", ["step", "deferred"])
+def test_ddp_ranks_stop_together_on_nonfinite_and_leave_finite_checkpoints(
+    tmp_path: Path, check_finite: str
+) -> None:
+    """lr 1e12 from epoch 1 on 2 CPU processes: both ranks stop with the error (none waits in a collective
+    for the other), and no checkpoint on disk holds a NaN/inf tensor. Measured: the losses stay finite through
+    epoch 1 while BatchNorm's running variances overflow, so epoch 1's checkpoint is the one refused."""
+    run = tmp_path / "run"
+    cmd = [
+        str(BIN / "p2p-train"), "debug=smoke", "data.batch_size=1", "trainer.accelerator=cpu", "trainer.devices=2",
+        "trainer.strategy=ddp", f"model.check_finite={check_finite}", "trainer.max_epochs=3",
+        "model.optim.n_epochs=3", "trainer.log_every_n_steps=50", "callbacks.model_checkpoint.monitor=null",
+        "+callbacks.blowup._target_=test_reliability_nonfinite.BlowUpLR", "+callbacks.blowup.epoch=1",
+        f"hydra.run.dir={run}",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out[-3000:]
+    assert out.count("p2p-train: error: non-finite") == 2, out[-3000:]  # one line from each rank
+    ckpts = sorted((run / "checkpoints").glob("*.ckpt"))
+    assert ckpts, out[-3000:]
+    for path in ckpts:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        state = [ckpt["state_dict"], *[s for o in ckpt["optimizer_states"] for s in o["state"].values()]]
+        bad = [
+            k for d in state for k, v in d.items() if v.is_floating_point() and not torch.isfinite(v).all()
+        ]
+        assert not bad, f"{path.name} (epoch {ckpt['epoch']}) holds non-finite {bad[:3]}"

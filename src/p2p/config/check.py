@@ -37,7 +37,7 @@ from omegaconf import DictConfig, OmegaConf
 from p2p.config.paths import config_dir
 from p2p.errors import ConfigError
 from p2p.models import build_model, list_models, valid_overrides
-from p2p.training import Objective, Optim
+from p2p.training import NonFiniteGuard, Objective, Optim
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +108,7 @@ def _settings(cfg: DictConfig) -> list[str]:
         built += [
             ("loss", lambda: Objective(**_plain(cfg.loss))),
             ("model.optim", lambda: Optim(**_plain(cfg.model.optim))),
+            ("model", lambda: NonFiniteGuard(_plain(cfg.model.on_nonfinite), _plain(cfg.model.check_finite))),
         ]
     for group, build in built:
         try:

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 from p2p.training.callbacks import PreemptionCheckpoint, RNGState
 from p2p.training.checkpoint_io import AtomicCheckpointIO
-from p2p.training.module import NONFINITE_ACTIONS, Pix2Pix, log_image
+from p2p.training.guard import CHECK_FINITE_MODES, NONFINITE_ACTIONS, NonFiniteGuard
+from p2p.training.module import Pix2Pix, log_image
 from p2p.training.objective import GAN_MODES, Objective, discriminator_loss, gan_loss
 from p2p.training.optim import Optim
 from p2p.training.perf import resolve_precision
 
 __all__ = [
+    "CHECK_FINITE_MODES",
     "GAN_MODES",
     "NONFINITE_ACTIONS",
     "AtomicCheckpointIO",
+    "NonFiniteGuard",
     "Objective",
     "Optim",
     "Pix2Pix",

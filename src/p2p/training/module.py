@@ -3,7 +3,8 @@
 Per batch: G computes the fake once; D takes one gradient step on (real, fake.detach()) with its objective
 halved; then G takes one step on the non-saturating adversarial loss plus lambda * L1. Adam(2e-4,
 (0.5, 0.999)) for both; the learning rate is constant for ``n_epochs`` and decays linearly over
-``n_epochs_decay`` (the reference schedule, stepped per epoch).
+``n_epochs_decay`` (the reference schedule, stepped per epoch; p2p.training.optim). NaN/inf losses are
+p2p.training.guard's; memory layout and compilation p2p.training.perf's.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import lightning as L
 import torch
@@ -19,17 +20,17 @@ import torch.nn.functional as F
 from torchmetrics import MeanMetric
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
-from p2p.errors import NonFiniteLossError, check_choice
+from p2p.errors import check_choice
 from p2p.inference import INFERENCE_MODES, grid_rows, inference_mode
 from p2p.inference.modes import InferenceMode
 from p2p.models import build_model
 from p2p.models.hub import GeneratorHubMixin, generator_config, p2p_version
+from p2p.training.guard import CheckFinite, NonfiniteAction, NonFiniteGuard
 from p2p.training.objective import Objective, discriminator_loss, gan_loss
 from p2p.training.optim import Optim
 from p2p.training.perf import (
     compile_mode,
     compile_modules,
-    fused_adam_available,
     match_optimizer_state_layout,
     nhwc,
     resolve_channels_last,
@@ -38,13 +39,18 @@ from p2p.training.perf import (
 )
 
 log = logging.getLogger(__name__)
-NonfiniteAction = Literal["error", "skip"]
-NONFINITE_ACTIONS: tuple[str, ...] = get_args(NonfiniteAction)
 
 
 class Pix2Pix(L.LightningModule):
     """pix2pix. Hyperparameters are plain dicts so a checkpoint rebuilds the model with no config at hand
-    (``Pix2Pix.load_from_checkpoint(path)``)."""
+    (``Pix2Pix.load_from_checkpoint(path)``).
+
+    ``check_finite`` (`NonFiniteGuard` has the figures): ``auto``, the default, checks the loss terms before
+    every optimiser step on CPU, where reading them back waits for nothing, and on CUDA reads a device-side
+    flag only every ``trainer.log_every_n_steps`` batches and before each checkpoint, because a host sync
+    per step stalls the GPU's kernel queue (and CUDA graph replays). Either way no checkpoint with NaN/inf
+    weights is written; deferred, the error names a range of global steps instead of the step.
+    ``on_nonfinite=skip`` always checks per step."""
 
     def __init__(
         self,
@@ -57,7 +63,8 @@ class Pix2Pix(L.LightningModule):
         out_channels: int = 3,
         val_inference: InferenceMode = "eval",  # how validation runs G: eval (deterministic) or paper (section 6.2)
         num_grid_images: int = 8,  # validation images shown in the input | output | target grid
-        on_nonfinite: NonfiniteAction = "error",  # a NaN/inf loss term: error (stop, naming it) or skip (that optimiser step)
+        on_nonfinite: NonfiniteAction = "error",  # a NaN/inf loss term: error (stop, naming it) or skip (that step)
+        check_finite: CheckFinite = "auto",  # when to look: step, deferred (a device flag), auto (p2p.training.guard)
         channels_last: bool
         | Literal["auto"] = "auto",  # NHWC while training; auto: CUDA only (p2p.training.perf)
         compile: bool | str = False,  # torch.compile G and D: true or a mode (p2p.perf.COMPILE_MODES)
@@ -73,11 +80,7 @@ class Pix2Pix(L.LightningModule):
         self.objective = Objective(**(loss or {}))
         self.val_inference = check_choice("val_inference", val_inference, INFERENCE_MODES)
         self.num_grid_images = num_grid_images
-        self.on_nonfinite, self.skipped_steps = (
-            check_choice("on_nonfinite", on_nonfinite, NONFINITE_ACTIONS),
-            0,
-        )
-        self._buffers_before: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.guard = NonFiniteGuard(on_nonfinite, check_finite)
         channels_last = check_choice("channels_last", channels_last, (True, False, "auto"))
         self.channels_last_option, self.channels_last = channels_last, False  # resolved in setup()
         self.compile_mode = compile_mode(compile, cuda_graphs)  # checked here: a typo fails before training
@@ -101,12 +104,6 @@ class Pix2Pix(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.G(x)
 
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # the generator's every constructor argument, so that loading it (p2p.weights) never depends on the
-        # builder defaults of the p2p version that reads it
-        if isinstance(self.G, GeneratorHubMixin):  # p2p's generators (a user's own may not describe itself)
-            checkpoint["p2p"] = {"generator": generator_config(self.G), "version": p2p_version()}
-
     def _d(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         assert self.D is not None
         return self.D(torch.cat([x, y], 1) if self.objective.conditional else y)
@@ -114,6 +111,7 @@ class Pix2Pix(L.LightningModule):
     # --- speed (p2p.perf): layout and compilation change how the networks run, never what they compute ----
     def setup(self, stage: str) -> None:
         device = self.trainer.strategy.root_device.type  # setup runs before the move to the device
+        self.guard.resolve(device)  # check_finite=auto: per step on CPU, deferred on CUDA
         self.channels_last = resolve_channels_last(self.channels_last_option, device)
         if self.channels_last:
             to_channels_last(self.G, self.D)
@@ -133,67 +131,56 @@ class Pix2Pix(L.LightningModule):
             if opt is not None:
                 match_optimizer_state_layout(opt.optimizer if hasattr(opt, "optimizer") else opt)
 
-    # --- the algorithm ----------------------------------------------------------------------------------
+    # --- the algorithm (section 3.3) ---------------------------------------------------------------------
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         x, y = nhwc(batch["input"], self.channels_last), nhwc(batch["target"], self.channels_last)
         opt_g, opt_d = self._optimizers()
         obj = self.objective
-        if self.on_nonfinite == "skip":  # a skipped step must not leave NaN BatchNorm statistics behind
-            self._buffers_before = [(b, b.detach().clone()) for b in self.buffers()]
-        fake = self.G(x)
+        loss_d: torch.Tensor | None = None
+        loss_gan: torch.Tensor | None = None
+        with self.guard.batch(self, batch_idx):  # NaN/inf losses (p2p.training.guard)
+            fake = self.G(x)
 
-        # (1) D step: maximise log D(x, y) + log(1 - D(x, G(x))); G is not updated (fake is detached)
-        if self.D is not None and opt_d is not None:
-            with self.toggled_optimizer(opt_d):
-                loss_d = discriminator_loss(self._d(x, y), self._d(x, fake.detach()), obj.gan_mode)
-                opt_d.zero_grad(set_to_none=True)
-                if self._finite(batch_idx, loss_d=loss_d):
-                    self.manual_backward(loss_d)
-                    opt_d.step()
-            self.log("train/loss_d", loss_d.detach(), prog_bar=True)
-
-        # (2) G step: non-saturating GAN loss (maximise log D(x, G(x))) + lambda * L1; D is frozen
-        with self.toggled_optimizer(opt_g):
-            loss_l1 = F.l1_loss(fake.float(), y.float())
-            loss_g = obj.l1_weight * loss_l1
+            # (1) D step: maximise log D(x, y) + log(1 - D(x, G(x))), halved; on fake.detach(): G is untouched
             if self.D is not None:
-                loss_gan = gan_loss(self._d(x, fake), True, obj.gan_mode)
-                loss_g = loss_g + obj.gan_weight * loss_gan
-                self.log("train/loss_g_gan", loss_gan.detach())
-            opt_g.zero_grad(set_to_none=True)
-            terms = {"loss_g_gan": loss_gan} if self.D is not None else {}
-            if self._finite(batch_idx, **terms, loss_g_l1=loss_l1):
-                self.manual_backward(loss_g)
-                opt_g.step()
-        self.log("train/loss_g_l1", loss_l1.detach())
-        self.log("train/loss_g", loss_g.detach(), prog_bar=True)
+                with self.toggled_optimizer(opt_d):
+                    loss_d = discriminator_loss(self._d(x, y), self._d(x, fake.detach()), obj.gan_mode)
+                    self._step(opt_d, loss_d, loss_d=loss_d)
 
-    def _finite(self, batch_idx: int, **terms: torch.Tensor) -> bool:
-        """Whether an optimiser step may use these loss terms. A NaN/inf one raises NonFiniteLossError
-        before any weight changes (on_nonfinite=error; the last checkpoint on disk stays the last good one)
-        or skips the step (skip). DDP ranks decide together, so none waits for a gradient the others skip."""
-        bad = [k for k, v in terms.items() if not bool(torch.isfinite(v.detach()).all())]
-        if not self.trainer.strategy.reduce_boolean_decision(bool(bad), all=False):
-            return True
-        what = ", ".join(f"{k}={terms[k].item()}" for k in bad) or "a loss term on another DDP rank"
-        where = f"global step {self.global_step} (epoch {self.current_epoch}, batch {batch_idx})"
-        if self.on_nonfinite == "error":
-            raise NonFiniteLossError(
-                f"non-finite loss at {where}: {what}. Training stopped before this step changed the weights; "
-                "the checkpoints already written are intact. Lower model.optim.lr, check the data, or set "
-                "model.on_nonfinite=skip to skip such steps"
-            )
-        for buffer, saved in self._buffers_before:  # the forward passes updated running stats with NaN
-            buffer.copy_(saved)
-        self.skipped_steps += 1
-        log.warning(
-            "skipping the optimiser step at %s: non-finite %s (%d skipped so far)",
-            where,
-            what,
-            self.skipped_steps,
+            # (2) G step: non-saturating GAN loss (maximise log D(x, G(x))) + lambda * L1; D is frozen
+            with self.toggled_optimizer(opt_g):
+                loss_l1 = F.l1_loss(fake.float(), y.float())
+                loss_g = obj.l1_weight * loss_l1
+                if self.D is not None:
+                    loss_gan = gan_loss(self._d(x, fake), True, obj.gan_mode)
+                    loss_g = loss_g + obj.gan_weight * loss_gan
+                self._step(opt_g, loss_g, loss_g_gan=loss_gan, loss_g_l1=loss_l1)
+            self._log(loss_d=loss_d, loss_g=loss_g, loss_g_gan=loss_gan, loss_g_l1=loss_l1)
+
+    def _step(self, opt: Any, loss: torch.Tensor, **terms: torch.Tensor | None) -> None:
+        """One optimiser step on ``loss``, unless the guard holds it back for a NaN/inf one of ``terms``."""
+        opt.zero_grad(set_to_none=True)
+        if self.guard.allows(self, **terms):
+            self.manual_backward(loss)
+            opt.step()
+
+    def _log(self, **losses: torch.Tensor | None) -> None:
+        for name, value in losses.items():
+            if value is not None:  # loss_d and loss_g_gan exist only with a GAN term
+                self.log(f"train/{name}", value.detach(), prog_bar=name in ("loss_d", "loss_g"))
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # no checkpoint with NaN/inf weights is ever written (Lightning writes it after this hook)
+        self.guard.check_checkpoint(
+            self, checkpoint, f"before writing a checkpoint (epoch {self.current_epoch})"
         )
-        self.log("train/skipped_steps", float(self.skipped_steps))
-        return False
+        # the generator's every constructor argument, so that loading it (p2p.weights) never depends on the
+        # builder defaults of the p2p version that reads it
+        if isinstance(self.G, GeneratorHubMixin):  # p2p's generators (a user's own may not describe itself)
+            checkpoint["p2p"] = {"generator": generator_config(self.G), "version": p2p_version()}
+
+    def on_train_end(self) -> None:
+        self.guard.check(self, "at the end of training")
 
     def on_train_epoch_end(self) -> None:
         # manual optimisation: schedulers are ours to step, once per epoch like the reference
@@ -208,17 +195,7 @@ class Pix2Pix(L.LightningModule):
         return (opts[0], opts[1]) if isinstance(opts, list) else (opts, None)
 
     def configure_optimizers(self) -> Any:
-        o = self.optim
-        # fused Adam: one kernel over all parameters; the same update up to float rounding (p2p.perf)
-        fused = fused_adam_available(self.device.type) if o.fused is None else o.fused
-
-        nets = [self.G] + ([self.D] if self.D is not None else [])
-        opts = [
-            torch.optim.Adam(n.parameters(), lr=o.lr, betas=(o.betas[0], o.betas[1]), fused=fused)
-            for n in nets
-        ]
-        scheds = [torch.optim.lr_scheduler.LambdaLR(opt, o.lr_factor) for opt in opts]
-        return opts, scheds
+        return self.optim.build([self.G, *([self.D] if self.D is not None else [])], self.device.type)
 
     # --- validation -------------------------------------------------------------------------------------
     def on_validation_epoch_start(self) -> None:

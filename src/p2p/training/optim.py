@@ -1,12 +1,15 @@
 """The optimiser settings and learning-rate schedule of pix2pix (paper section 3.3; reference ``--lr_policy
 linear``): Adam(2e-4, (0.5, 0.999)) for G and for D, the rate constant for ``n_epochs`` epochs, then decayed
-linearly to 0 over ``n_epochs_decay`` (stepped once per epoch)."""
+linearly to 0 over ``n_epochs_decay``, stepped once per epoch by the module."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
+
 from p2p.errors import ConfigError
+from p2p.training.perf import fused_adam_available
 
 
 @dataclass
@@ -36,3 +39,13 @@ class Optim:
     def lr_factor(self, epoch: int) -> float:
         """The learning rate's multiplier in ``epoch`` (0-based): the reference's linear policy (epoch_count=1)."""
         return 1.0 - max(0, epoch + 1 - self.n_epochs) / float(self.n_epochs_decay + 1)
+
+    def build(
+        self, nets: list[torch.nn.Module], device_type: str
+    ) -> tuple[list[torch.optim.Adam], list[torch.optim.lr_scheduler.LambdaLR]]:
+        """One Adam and one schedule per network. Fused Adam (one kernel over all parameters) computes the
+        same update up to float rounding (p2p.training.perf)."""
+        fused = fused_adam_available(device_type) if self.fused is None else self.fused
+        betas = (self.betas[0], self.betas[1])
+        opts = [torch.optim.Adam(n.parameters(), lr=self.lr, betas=betas, fused=fused) for n in nets]
+        return opts, [torch.optim.lr_scheduler.LambdaLR(opt, self.lr_factor) for opt in opts]
