@@ -14,8 +14,8 @@ from inference_helpers import randomise_batchnorm, serve, smoke_checkpoint, to_r
 from p2p.errors import DownloadError
 from p2p.inference import size_divisor
 from p2p.models import ResnetGenerator, UNetGenerator, zoo
+from p2p.models.hub import generator_config
 from p2p.training import Pix2Pix
-from p2p.weights import load_generator_and_config
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,8 @@ def same_outputs(a: torch.nn.Module, b: torch.nn.Module, shape: tuple[int, ...] 
 
 
 def test_lightning_checkpoint_gives_the_trained_generator(ckpt: Path) -> None:
-    G, config = load_generator_and_config(ckpt)
+    G = p2p.load_generator(ckpt)
+    config = generator_config(G)
     trained = torch.load(ckpt, weights_only=True)["p2p"]["generator"]  # debug=smoke's U-Net, every argument
     assert isinstance(G, UNetGenerator) and not G.training
     assert (G.num_downs, config["ngf"], config["inference"]) == (trained["num_downs"], 8, "eval")
@@ -79,7 +80,8 @@ def test_reference_pth_architecture_is_read_off_its_keys(tmp_path: Path) -> None
     """An official-style latest_net_G.pth: reference key layout, no config, no BatchNorm step counters."""
     src = randomise_batchnorm(p2p.create_model("unet_256", num_downs=6, ngf=8, in_channels=1))
     torch.save(to_reference_layout(src.state_dict(), 6), tmp_path / "latest_net_G.pth")
-    G, config = load_generator_and_config(tmp_path / "latest_net_G.pth")
+    G = p2p.load_generator(tmp_path / "latest_net_G.pth")
+    config = generator_config(G)
     assert {k: config[k] for k in ("num_downs", "ngf", "in_channels", "out_channels", "norm")} == {
         "num_downs": 6,
         "ngf": 8,
@@ -93,7 +95,8 @@ def test_reference_pth_architecture_is_read_off_its_keys(tmp_path: Path) -> None
 def test_resnet_state_dict_architecture_including_dropout(tmp_path: Path) -> None:
     src = randomise_batchnorm(ResnetGenerator(ngf=4, n_blocks=3, dropout=0.5))
     torch.save(src.state_dict(), tmp_path / "net_G.pth")
-    G, config = load_generator_and_config(tmp_path / "net_G.pth")
+    G = p2p.load_generator(tmp_path / "net_G.pth")
+    config = generator_config(G)
     assert (config["n_blocks"], config["dropout"], config["norm"]) == (3, 0.5, "batch")
     assert same_outputs(src, G, (1, 3, 32, 32))
 
@@ -160,7 +163,8 @@ def test_zoo_tag_downloads_once_from_the_zoo_url(tmp_path: Path, monkeypatch: py
     monkeypatch.setitem(zoo.PRETRAINED, "tiny_label2photo", tiny_entry(sha256sum(served / "tiny.pth")))
     with serve(served) as (url, hits):
         monkeypatch.setenv("P2P_ZOO_URL", url)
-        G, config = load_generator_and_config("tiny_label2photo")
+        G = p2p.load_generator("tiny_label2photo")
+        config = generator_config(G)
         again = p2p.load_generator("tiny_label2photo")
     assert hits == ["/tiny.pth"]  # the second load came from the cache
     assert same_outputs(src, G) and same_outputs(src, again)

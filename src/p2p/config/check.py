@@ -34,9 +34,10 @@ from hydra.utils import get_class
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from p2p.config.build import plain
 from p2p.config.paths import config_dir
 from p2p.errors import ConfigError
-from p2p.models import build_model, list_models, valid_overrides
+from p2p.models import build_model, list_models, model_spec, valid_overrides
 from p2p.training import NonFiniteGuard, Objective, Optim
 
 log = logging.getLogger(__name__)
@@ -58,12 +59,6 @@ MOVED = {
 def _suggest(key: str, valid: list[str]) -> str:
     close = difflib.get_close_matches(key, valid, n=1)
     return f"did you mean {close[0]!r}? " if close else ""
-
-
-def _plain(node: Any) -> Any:
-    return (
-        OmegaConf.to_container(node, resolve=True, enum_to_str=True) if isinstance(node, DictConfig) else node
-    )
 
 
 def _nodes(cfg: DictConfig, prefix: str = "") -> Iterator[tuple[str, DictConfig]]:
@@ -102,13 +97,13 @@ def _moved_targets(cfg: DictConfig) -> list[str]:
 def _settings(cfg: DictConfig) -> list[str]:
     """The settings classes' own checks, named by key: the data module, the objective, the optimiser."""
     problems = []
-    data = _plain(cfg.data)
+    data = plain(cfg.data)
     built: list[tuple[str, Any]] = [("data", lambda: get_class(data.pop("_target_"))(**data))]
     if cfg.model.get("_target_") == PIX2PIX:
         built += [
-            ("loss", lambda: Objective(**_plain(cfg.loss))),
-            ("model.optim", lambda: Optim(**_plain(cfg.model.optim))),
-            ("model", lambda: NonFiniteGuard(_plain(cfg.model.on_nonfinite), _plain(cfg.model.check_finite))),
+            ("loss", lambda: Objective(**plain(cfg.loss))),
+            ("model.optim", lambda: Optim(**plain(cfg.model.optim))),
+            ("model", lambda: NonFiniteGuard(plain(cfg.model.on_nonfinite), plain(cfg.model.check_finite))),
         ]
     for group, build in built:
         try:
@@ -123,7 +118,7 @@ def _networks(cfg: DictConfig) -> list[str]:
     """Every architecture key is an argument of the builder it names; the model takes the data's channels."""
     problems = []
     for net, kind in (("generator", "generator"), ("discriminator", "discriminator")):
-        spec = _plain(cfg.model.get(net)) or {}
+        spec = plain(cfg.model.get(net)) or {}
         name, models = spec.get("name"), list_models(kind=kind)
         if name not in models:
             problems.append(
@@ -158,8 +153,7 @@ def _one_thread() -> Iterator[None]:
 
 def _narrow(cfg: DictConfig, net: str, width: str, **kw: Any) -> torch.nn.Module:
     """``model.<net>`` as configured, but 1 channel wide: shapes do not depend on the width."""
-    spec = {k: v for k, v in (_plain(cfg.model[net]) or {}).items() if v is not None}
-    name = spec.pop("name")
+    name, spec = model_spec(plain(cfg.model[net]), "")
     if width in valid_overrides(name):
         spec[width] = 1
     return build_model(name, **{**spec, **kw})
@@ -194,7 +188,7 @@ def _shapes(cfg: DictConfig) -> tuple[list[str], bool]:
             return [f"{size_key}: {g_name} turns {side}x{side} inputs into {tuple(fake.shape[-2:])} outputs; choose a "
                     "size it preserves"], False  # fmt: skip
         nets = [G]
-        if Objective(**_plain(cfg.loss)).uses_gan:
+        if Objective(**plain(cfg.loss)).uses_gan:
             d_in = cin + cout if cfg.loss.conditional else cout
             try:
                 D = _narrow(cfg, "discriminator", "ndf", in_channels=d_in)

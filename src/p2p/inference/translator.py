@@ -28,7 +28,8 @@ from p2p.inference.modes import INFERENCE_MODES
 from p2p.inference.modes import inference_mode as set_inference_mode
 from p2p.io import convert_channels
 from p2p.models import ResnetGenerator, UNetGenerator
-from p2p.weights import load_generator_and_config
+from p2p.models.hub import GeneratorHubMixin, generator_config
+from p2p.weights import load_generator
 
 log = logging.getLogger(__name__)
 
@@ -126,15 +127,13 @@ class Translator:
         arch: dict[str, Any] | None = None,
     ) -> None:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        config: dict[str, Any] = {}
         if isinstance(source, nn.Module):
             self.model = source.to(self.device)
         else:
-            self.model, config = load_generator_and_config(
-                source, arch=arch, allow_pickle=allow_pickle, device=self.device
-            )
-        self.config = config
-        self.inference = inference or config.get("inference") or "eval"
+            self.model = load_generator(source, arch=arch, allow_pickle=allow_pickle, device=self.device)
+        # what is known about the model: a zoo entry says paper mode, a checkpoint the mode it validated with
+        self.config = generator_config(self.model) if isinstance(self.model, GeneratorHubMixin) else {}
+        self.inference = inference or self.config.get("inference") or "eval"
         if self.inference not in INFERENCE_MODES:
             raise ValueError(f"inference must be one of {INFERENCE_MODES}, got {self.inference!r}")
         if blend not in BLENDS:

@@ -11,7 +11,14 @@ from typing import Any
 from p2p.models import zoo
 from p2p.models.norm import init_weights, norm_layer
 from p2p.models.patchgan import PatchDiscriminator, PixelDiscriminator
-from p2p.models.registry import build_model, list_models, model_kind, register_model, valid_overrides
+from p2p.models.registry import (
+    build_model,
+    list_models,
+    model_kind,
+    model_spec,
+    register_model,
+    valid_overrides,
+)
 from p2p.models.resnet import ResnetGenerator
 from p2p.models.unet import UNetGenerator
 
@@ -24,6 +31,7 @@ __all__ = [
     "init_weights",
     "list_models",
     "model_kind",
+    "model_spec",
     "norm_layer",
     "register_model",
     "valid_overrides",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import fnmatch
 import inspect
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import torch.nn as nn
@@ -63,6 +63,13 @@ def _check(name: str) -> None:
 def model_kind(name: str) -> str:
     _check(name)
     return _KIND[name]
+
+
+def model_spec(spec: Mapping[str, Any] | None, default: str) -> tuple[str, dict[str, Any]]:
+    """(builder name, overrides) of a config's network spec ``{"name": ..., **overrides}`` (``default`` when
+    there is none). Null-valued overrides are dropped: that is how a config unsets a key it inherited."""
+    overrides = {str(k): v for k, v in (spec or {"name": default}).items() if v is not None}
+    return str(overrides.pop("name", default)), overrides
 
 
 def build_model(name: str, **overrides: Any) -> nn.Module:

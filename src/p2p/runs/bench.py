@@ -42,9 +42,9 @@ from torch.utils.data import DataLoader, default_collate
 from torch.utils.flop_counter import FlopCounterMode
 
 from p2p.config import check_config
-from p2p.config.build import build_datamodule, build_module, build_trainer
+from p2p.config.build import build_datamodule, build_module, build_trainer, plain
 from p2p.inference import Translator, inference_mode
-from p2p.models import build_model
+from p2p.models import build_model, model_spec
 from p2p.models.hub import p2p_version
 from p2p.training import Objective, discriminator_loss, gan_loss, perf
 
@@ -149,20 +149,17 @@ class PlainLoop:
     """pix2pix as one would write it from the paper: eager fp32 NCHW, Adam with PyTorch's defaults."""
 
     def __init__(self, cfg: DictConfig, device: torch.device) -> None:
-        model = OmegaConf.to_container(cfg.model, resolve=True)
-        assert isinstance(model, dict)
-        g = {k: v for k, v in model["generator"].items() if v is not None}
-        d = {k: v for k, v in model["discriminator"].items() if v is not None}
+        model = plain(cfg.model)
         cin, cout = int(model["in_channels"]), int(model["out_channels"])
-        loss = OmegaConf.to_container(cfg.loss, resolve=True)
-        assert isinstance(loss, dict)
-        self.obj = Objective(**loss)  # type: ignore[arg-type]
+        self.obj = Objective(**plain(cfg.loss))
         self.device = device
-        self.G = build_model(g.pop("name"), in_channels=cin, out_channels=cout, **g).to(device)
+        g_name, g_args = model_spec(model["generator"], "unet_256")
+        self.G = build_model(g_name, in_channels=cin, out_channels=cout, **g_args).to(device)
         self.D: nn.Module | None = None
         if self.obj.uses_gan:
             d_in = cin + cout if self.obj.conditional else cout
-            self.D = build_model(d.pop("name"), in_channels=d_in, **d).to(device)
+            d_name, d_args = model_spec(model["discriminator"], "patchgan_70")
+            self.D = build_model(d_name, in_channels=d_in, **d_args).to(device)
         lr, betas = float(model["optim"]["lr"]), tuple(model["optim"]["betas"])
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=lr, betas=betas)  # type: ignore[arg-type]
         self.opt_d = (

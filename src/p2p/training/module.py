@@ -23,7 +23,7 @@ from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMe
 from p2p.errors import check_choice
 from p2p.inference import INFERENCE_MODES, grid_rows, inference_mode
 from p2p.inference.modes import InferenceMode
-from p2p.models import build_model
+from p2p.models import build_model, model_spec
 from p2p.models.hub import GeneratorHubMixin, generator_config, p2p_version
 from p2p.training.guard import CheckFinite, NonfiniteAction, NonFiniteGuard
 from p2p.training.objective import Objective, discriminator_loss, gan_loss
@@ -72,9 +72,6 @@ class Pix2Pix(L.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        # null-valued overrides are dropped, so a config can unset a key it inherited
-        generator = {k: v for k, v in (generator or {"name": "unet_256"}).items() if v is not None}
-        discriminator = {k: v for k, v in (discriminator or {"name": "patchgan_70"}).items() if v is not None}
         self.optim = Optim(**optim) if isinstance(optim, dict) else (optim or Optim())
         self.hparams["optim"] = asdict(self.optim)  # plain data in checkpoints (they load with weights_only)
         self.objective = Objective(**(loss or {}))
@@ -86,14 +83,14 @@ class Pix2Pix(L.LightningModule):
         self.compile_mode = compile_mode(compile, cuda_graphs)  # checked here: a typo fails before training
         self._compiled = False
 
-        self.G = build_model(
-            generator.pop("name"), in_channels=in_channels, out_channels=out_channels, **generator
-        )
+        g_name, g_args = model_spec(generator, "unet_256")
+        self.G = build_model(g_name, in_channels=in_channels, out_channels=out_channels, **g_args)
         self.D: torch.nn.Module | None = None
         if self.objective.uses_gan:
             # cGAN: D sees the input and the output stacked on channels; GAN: the output alone
             d_in = in_channels + out_channels if self.objective.conditional else out_channels
-            self.D = build_model(discriminator.pop("name"), in_channels=d_in, **discriminator)
+            d_name, d_args = model_spec(discriminator, "patchgan_70")
+            self.D = build_model(d_name, in_channels=d_in, **d_args)
         self.automatic_optimization = False  # two optimisers, stepped by hand as in the paper
 
         self.val_l1 = MeanMetric()

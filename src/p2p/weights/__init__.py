@@ -21,14 +21,7 @@ from p2p.weights.reader import Weights, read_weights
 from p2p.weights.reference import infer_arch, reference_to_p2p
 from p2p.weights.sources import resolve
 
-__all__ = [
-    "Weights",
-    "create_model",
-    "load_generator",
-    "load_generator_and_config",
-    "load_state",
-    "read_weights",
-]
+__all__ = ["Weights", "create_model", "load_generator", "load_state", "read_weights"]
 
 
 def load_state(model: nn.Module, state: dict[str, torch.Tensor], where: str) -> nn.Module:
@@ -90,39 +83,6 @@ def build_generator(config: dict[str, Any], state: dict[str, torch.Tensor], wher
     return load_state(build_model(name, **overrides), state, where)
 
 
-def load_generator_and_config(
-    source: str | Path,
-    *,
-    arch: dict[str, Any] | None = None,
-    allow_pickle: bool = False,
-    device: str | torch.device = "cpu",
-    cache_dir: str | Path | None = None,
-    sha256: str | None = None,
-) -> tuple[nn.Module, dict[str, Any]]:
-    """``load_generator`` that also returns the config: ``name`` + constructor arguments, and what is known
-    about the model (zoo metadata, the inference mode of a checkpoint's validation, its data settings)."""
-    path, known = resolve(source, cache_dir, sha256)
-    weights = read_weights(path, "G", allow_pickle)
-    if weights.module is not None and not arch:  # a whole pickled model (allow_pickle was given)
-        model, config = weights.module, {"name": type(weights.module).__name__}
-    else:
-        config = {**weights.config, **known, **(arch or {})}
-        if "name" not in config:  # a bare state dict: its keys say the architecture
-            try:
-                config = {**infer_arch(weights.state), **config}
-            except CheckpointError as e:
-                raise CheckpointError(
-                    f"{path}: {e}; pass arch={{'name': ..., ...}} to say the architecture"
-                ) from None
-        model = build_generator(config, weights.state, str(path))
-    model.eval()
-    # what save_pretrained writes again: the constructor arguments plus the known metadata
-    if isinstance(model, GeneratorHubMixin):
-        keep = {k: v for k, v in config.items() if k in METADATA_KEYS or k == "name"}
-        model._hub_mixin_config = {**dict(model._hub_mixin_config or {}), **keep}  # type: ignore[arg-type]
-    return model.to(device), config
-
-
 def load_generator(
     source: str | Path,
     *,
@@ -136,8 +96,24 @@ def load_generator(
 
     ``arch`` overrides or completes the architecture (``{"name": "unet_256", "norm": "instance"}``);
     ``allow_pickle`` permits full unpickling of files that are not plain tensors (only for trusted files);
-    ``sha256`` checks a download. `p2p.weights.reader` lists the files it reads.
+    ``sha256`` checks a download. `p2p.weights.reader` lists the files it reads. What is known about the
+    model (its constructor arguments, zoo metadata, the inference mode of a checkpoint's validation) is
+    ``p2p.models.hub.generator_config(G)``, and what ``G.save_pretrained`` writes.
     """
-    return load_generator_and_config(
-        source, arch=arch, allow_pickle=allow_pickle, device=device, cache_dir=cache_dir, sha256=sha256
-    )[0]
+    path, known = resolve(source, cache_dir, sha256)
+    weights = read_weights(path, "G", allow_pickle)
+    if weights.module is not None and not arch:  # a whole pickled model (allow_pickle was given)
+        return weights.module.eval().to(device)
+    config = {**weights.config, **known, **(arch or {})}
+    if "name" not in config:  # a bare state dict: its keys say the architecture
+        try:
+            config = {**infer_arch(weights.state), **config}
+        except CheckpointError as e:
+            raise CheckpointError(
+                f"{path}: {e}; pass arch={{'name': ..., ...}} to say the architecture"
+            ) from None
+    model = build_generator(config, weights.state, str(path)).eval()
+    if isinstance(model, GeneratorHubMixin):  # what save_pretrained writes again: arguments + metadata
+        keep = {k: v for k, v in config.items() if k in METADATA_KEYS or k == "name"}
+        model._hub_mixin_config = {**dict(model._hub_mixin_config or {}), **keep}  # type: ignore[arg-type]
+    return model.to(device)

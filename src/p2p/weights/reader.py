@@ -27,6 +27,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from p2p.errors import CheckpointError, CheckpointNotFoundError
+from p2p.models import model_spec
 from p2p.models.hub import CONFIG_NAME, WEIGHTS_NAME
 
 log = logging.getLogger(__name__)
@@ -101,8 +102,13 @@ def _read_lightning(ckpt: dict[str, Any], network: str, path: Path) -> Weights:
 
 def lightning_arch(hp: dict[str, Any]) -> dict[str, Any]:
     """The generator of a checkpoint written before p2p stored it whole, from its hyperparameters."""
-    gen = {k: v for k, v in (hp.get("generator") or {"name": "unet_256"}).items() if v is not None}
-    return {"in_channels": hp.get("in_channels", 3), "out_channels": hp.get("out_channels", 3), **gen}
+    name, overrides = model_spec(hp.get("generator"), "unet_256")
+    return {
+        "name": name,
+        "in_channels": hp.get("in_channels", 3),
+        "out_channels": hp.get("out_channels", 3),
+        **overrides,
+    }
 
 
 def _select(state: dict[str, torch.Tensor], network: str, path: Path) -> dict[str, torch.Tensor]:
