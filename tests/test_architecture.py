@@ -44,7 +44,9 @@ def test_a_builder_name_alone_sets_the_depth(compose_train, tmp_path: Path) -> N
     """Defaults live in the builders: naming unet_128 gives its 7 levels, no second key to keep in step."""
     from p2p.config.build import build_module
 
-    cfg = compose_train(["model.generator.name=unet_128", "model.generator.ngf=4", "model.discriminator.ndf=4"], tmp_path)
+    cfg = compose_train(
+        ["model.generator.name=unet_128", "model.generator.ngf=4", "model.discriminator.ndf=4"], tmp_path
+    )
     assert build_module(cfg).G.num_downs == 7
     quick = compose_train(["experiment=quickstart"], tmp_path)
     assert "num_downs" not in quick.model.generator and quick.model.generator.name == "unet_128"

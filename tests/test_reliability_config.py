@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from hydra.errors import ConfigCompositionException
 
-from p2p.config import check_config, config_dir, explain_overrides
+from p2p.config import check_config, config_dir, explain
 from p2p.errors import ConfigError
 from p2p.runs.train import train
 
@@ -137,19 +137,36 @@ def test_bad_config_fails_before_any_data_is_read(
         train(cfg)
 
 
-def test_unknown_override_hints_name_the_valid_keys() -> None:
-    hints = explain_overrides(
-        [
-            "debug=smoke",
-            "model=unet_patch1",
+@pytest.mark.parametrize(
+    ("override", "hint"),
+    [
+        (
             "data.crop_siz=128",
-            "model.generator.ngff=8",
-            "trainer.max_epochs=1",
-        ]
+            "data.crop_siz: no such key; did you mean 'crop_size'? keys of data: batch_size, cache",
+        ),
+        (
+            "trainer.max_epoch=1",
+            "trainer.max_epoch: no such key; did you mean 'max_epochs'? keys of trainer:",
+        ),
+        ("seeed=1", "seeed: no such key; did you mean 'seed'? keys of the config:"),
+    ],
+)
+def test_unknown_override_hints_name_the_valid_keys(
+    compose_train, tmp_path: Path, override: str, hint: str
+) -> None:
+    with pytest.raises(ConfigCompositionException) as info:
+        compose_train(["debug=smoke", "model=unet_patch1", override], tmp_path)
+    assert (explain(info.value) or "").startswith(hint), explain(info.value)
+
+
+def test_a_missing_value_is_not_taken_for_a_missing_key(compose_train, tmp_path: Path) -> None:
+    """Issue 11's false hint: a mandatory value is a key that exists; its error is a config check's."""
+    cfg = compose_train(["debug=smoke", "data=folder"], tmp_path)
+    with pytest.raises(ConfigError) as info:
+        check_config(cfg)
+    assert "data.root: required for your own data" in str(info.value) and "did you mean" not in str(
+        info.value
     )
-    assert len(hints) == 2
-    assert hints[0].startswith("data.crop_siz: no such key; did you mean 'crop_size'? keys of data:")
-    assert "model.generator.ngff: no such key; did you mean 'ngf'?" in hints[1]
 
 
 @pytest.mark.slow

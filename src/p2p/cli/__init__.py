@@ -19,7 +19,7 @@ from hydra.errors import HydraException
 from hydra.types import RunMode
 from omegaconf.errors import OmegaConfBaseException
 
-from p2p.config import explain_overrides
+from p2p.config import explain
 from p2p.errors import P2PError, UsageError, short_message
 
 
@@ -57,7 +57,7 @@ def run_cli(prog: str, main: Callable[[], int | None], hydra_app: bool = False) 
         if not hydra_app:
             raise
         print(f"{prog}: error: {_one_line(e)}", file=sys.stderr)
-        for hint in explain_overrides(sys.argv[1:], config_name=prog.removeprefix("p2p-")):
+        if hint := explain(e):
             print(hint, file=sys.stderr)
         sys.exit(2)
     sys.exit(code or 0)

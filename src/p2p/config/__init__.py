@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from omegaconf import OmegaConf
 
-from p2p.config.check import check_config, explain_overrides
+from p2p.config.check import check_config, explain
 from p2p.config.paths import config_dir
 from p2p.config.schema import register_schemas
 
-__all__ = ["check_config", "config_dir", "explain_overrides", "register_resolvers", "register_schemas"]
+__all__ = ["check_config", "config_dir", "explain", "register_resolvers", "register_schemas"]
 
 
 def register_resolvers() -> None:
