@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import inspect
 import types
 import typing
@@ -25,7 +26,7 @@ import lightning as L
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-from p2p.data import PairedDataModule, SyntheticDataModule
+from p2p.data import PairedDataModule, PhotoDataModule, SyntheticDataModule
 from p2p.training import Objective, Pix2Pix
 
 _PRIMITIVES = (int, float, bool, str, type(None))
@@ -38,7 +39,7 @@ def field_type(annotation: Any) -> Any:
         return annotation
     if origin is Literal:
         if all(isinstance(a, str) for a in args):  # choices: an enum, matched by name
-            return enum.Enum("_".join(args), {a: a for a in args})
+            return _enum(args)
         kinds = {type(a) for a in args}
         return kinds.pop() if len(kinds) == 1 else Any  # Literal[1, 3]: int (the class checks the value)
     if origin in (Union, types.UnionType):
@@ -59,6 +60,13 @@ def field_type(annotation: Any) -> Any:
         element = inner.pop() if len(inner) == 1 else Any
         return typing.cast(Any, list)[element] if element in _PRIMITIVES else Any
     return Any
+
+
+@functools.cache
+def _enum(choices: tuple[str, ...]) -> type[enum.Enum]:
+    """One enum per set of choices: a value interpolated from one schema into another (model.photo_task:
+    ${data.task}) is then a member of the same enum on both sides."""
+    return enum.Enum("_".join(choices), {a: a for a in choices})  # type: ignore[return-value]
 
 
 def schema(name: str, source: Any, target: str | None = None, skip: tuple[str, ...] = ()) -> type:
@@ -121,6 +129,9 @@ def register_schemas(store: ConfigStore | None = None) -> None:
     )
     cs.store(group="schema/data", name="synthetic",
              node=schema("SyntheticData", SyntheticDataModule, "p2p.data.SyntheticDataModule"))  # fmt: skip
+    # colorization, inpainting, edges: a folder of photos (conf/data/{colorization,inpainting,edges}.yaml)
+    cs.store(group="schema/data", name="photos",
+             node=schema("PhotoData", PhotoDataModule, "p2p.data.PhotoDataModule"))  # fmt: skip
     cs.store(group="schema", name="loss", node=schema("Loss", Objective))
     # loss is its own group (passed to Pix2Pix by p2p.config.build); the rest of Pix2Pix's arguments are model.*
     model = schema("Model", Pix2Pix, "p2p.training.Pix2Pix", skip=("loss",))

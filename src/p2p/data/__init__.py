@@ -1,22 +1,29 @@
-"""Data layer of p2p: paired datasets, transforms, data modules, download cache, synthetic pairs.
+"""Data layer of p2p: paired datasets, transforms, data modules, download cache, synthetic pairs, and the
+photo tasks (colorization, inpainting, edges: p2p.data.tasks).
 
 Imports only `p2p.io` and `p2p.errors` of the rest of p2p.
 """
 
 from __future__ import annotations
 
-from p2p.data.datamodule import PairedDataModule, PairsDataModule, SyntheticDataModule
+from p2p.data.datamodule import PairedDataModule, PairsDataModule, PhotoDataModule, SyntheticDataModule
 from p2p.data.dataset import PairedImageDataset, find_pairs
 from p2p.data.download import DATASETS, ensure_dataset
+from p2p.data.photos import PhotoDataset
 from p2p.data.synthetic import SyntheticPairs, render_pair
+from p2p.data.tasks import PHOTO_TASKS, PhotoTask
 from p2p.data.transforms import PairTransform
 
 __all__ = [
     "DATASETS",
+    "PHOTO_TASKS",
     "PairTransform",
     "PairedDataModule",
     "PairedImageDataset",
     "PairsDataModule",
+    "PhotoDataModule",
+    "PhotoDataset",
+    "PhotoTask",
     "SyntheticDataModule",
     "SyntheticPairs",
     "ensure_dataset",

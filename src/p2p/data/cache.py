@@ -22,6 +22,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from p2p.data.dataset import Pair, PairedImageDataset
+from p2p.data.photos import PhotoDataset
 from p2p.data.synthetic import SyntheticPairs, render_pair
 from p2p.data.transforms import BICUBIC, PairTransform
 from p2p.io import convert_channels, to_tensor
@@ -118,7 +119,9 @@ class CachedPairs(Dataset[Pair]):
             a, b = self.rest(Image.fromarray(src), Image.fromarray(dst))
         except ValueError as e:
             raise ValueError(f"{path}: {e}") from e
-        return {"input": to_tensor(a), "target": to_tensor(b), "path": path}
+        pair: Pair = {"input": to_tensor(a), "target": to_tensor(b), "path": path}
+        # a photo task makes its input and target from the cropped photo (device_augment: the data module)
+        return self.dataset.task.encode(pair) if isinstance(self.dataset, PhotoDataset) else pair  # type: ignore[return-value,arg-type]
 
 
 def _chw(arr: np.ndarray) -> torch.Tensor:

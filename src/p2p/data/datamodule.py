@@ -1,5 +1,6 @@
-"""LightningDataModules: `PairedDataModule` (a folder or a downloadable pix2pix dataset) and
-`SyntheticDataModule` (generated pairs, no download). Both yield batches with values in [-1, 1]:
+"""LightningDataModules: `PairedDataModule` (a folder or a downloadable pix2pix dataset),
+`SyntheticDataModule` (generated pairs, no download) and `PhotoDataModule` (a folder of photos, made into
+the pairs of colorization, inpainting or edges -> photo). All yield batches with values in [-1, 1]:
 {"input": [B, in_channels, H, W], "target": [B, out_channels, H, W], "path": list[str]}.
 
 They are dataclasses: their fields are the data settings, with their defaults and comments, in one place
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, fields
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,9 +21,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from p2p.data.cache import CACHE_MODES, DEVICE_AUGMENT, CachedPairs, CacheMode, augment_on_device
 from p2p.data.dataset import (
-    CHANNELS,
     DIRECTIONS,
-    Channels,
     Direction,
     Pair,
     PairedImageDataset,
@@ -29,8 +29,11 @@ from p2p.data.dataset import (
     split_folders,
 )
 from p2p.data.download import ensure_dataset, get_info
+from p2p.data.edges import EdgeSettings
+from p2p.data.photos import PhotoDataset, list_photos
 from p2p.data.sampler import EpochSampler, SeededItems
 from p2p.data.synthetic import SyntheticPairs
+from p2p.data.tasks import PHOTO_TASKS, MaskScheme, PhotoTask, PhotoTaskName, check_channels
 from p2p.data.transforms import PREPROCESS, PairTransform, Preprocess
 from p2p.data.validate import ON_BAD_FILE, OnBadFile, check_splits
 from p2p.errors import ConfigError, check_choice
@@ -45,8 +48,8 @@ class PairsDataModule(L.LightningDataModule):
     where the pairs come from and build the datasets in ``setup()``."""
 
     direction: Direction = "AtoB"  # AtoB | BtoA: which side is the input ('input' is what G sees)
-    in_channels: Channels = 3  # images are converted to this many channels (1 = grayscale, 3 = RGB)
-    out_channels: Channels = 3
+    in_channels: int = 3  # images are converted to this many channels (1 = grayscale, 3 = RGB); photo
+    out_channels: int = 3  # tasks: the task's (p2p.data.tasks.TASK_CHANNELS, e.g. colorization 1 -> 2)
     load_size: int = 286  # resize_and_crop: resize to load_size x load_size ... (paper: 286)
     crop_size: int = 256  # ... then random crop crop_size (val/test: resized straight to crop_size)
     preprocess: Preprocess = "resize_and_crop"  # p2p.data.transforms.PairTransform
@@ -68,8 +71,7 @@ class PairsDataModule(L.LightningDataModule):
     def __post_init__(self) -> None:
         super().__init__()
         self.direction = check_choice("direction", self.direction, DIRECTIONS)
-        self.in_channels = check_choice("in_channels", self.in_channels, CHANNELS)
-        self.out_channels = check_choice("out_channels", self.out_channels, CHANNELS)
+        self.in_channels, self.out_channels = check_channels(self._task(), self.in_channels, self.out_channels)
         self.preprocess = check_choice("preprocess", self.preprocess, PREPROCESS)
         self.cache = check_choice("cache", self.cache, CACHE_MODES)
         self.device_augment = check_choice("device_augment", self.device_augment, DEVICE_AUGMENT)
@@ -87,6 +89,10 @@ class PairsDataModule(L.LightningDataModule):
         self.train_set: Dataset[Pair] | None = None
         self.val_set: Dataset[Pair] | None = None
         self.test_set: Dataset[Pair] | None = None
+
+    def _task(self) -> str | None:
+        """The photo task whose channels the data has (p2p.data.tasks); None: pairs of images."""
+        return None
 
     def settings(self) -> dict[str, Any]:
         """Every field as plain data: what shaped the images (stored in checkpoints)."""
@@ -297,3 +303,90 @@ class SyntheticDataModule(PairsDataModule):
             self.val_set = self._cap_val(self._cached(self._dataset("val", train=False)))
         if stage in (None, "test", "predict") and self.test_set is None:
             self.test_set = self._cached(self._dataset("test", train=False))
+
+
+@dataclass(eq=False)
+class PhotoDataModule(PairsDataModule):
+    """The paper's tasks that need only photos (p2p.data.tasks): colorization (L -> ab), inpainting (a photo
+    with a hole -> the photo) and edges -> photo, from a folder of photos (p2p.data.photos: ROOT/{train,val,
+    test}/ or one folder, split by ``val_fraction``). Each photo becomes the task's (input, target) pair
+    through the ordinary file checks, RAM cache, crop and flip (`PairsDataModule`); the channels are the
+    task's: colorization 1 -> 2, inpainting 4 -> 3, edges 1 or 3 -> 3.
+    """
+
+    task: PhotoTaskName = "colorization"  # colorization | inpainting | edges (p2p.data.tasks)
+    root: str | None = None  # the folder of photos (required)
+    val_split: str | None = None  # None: "val" if there is one, else test_split
+    test_split: str = "auto"  # auto: "test" if ROOT/test/ exists, else "val"
+    val_fraction: float = 0.1  # one folder of photos: the share of them (by a hash of the name) in val
+    on_bad_file: OnBadFile = "error"  # error: stop, listing every bad file; skip: warn and train on the rest
+    mask: MaskScheme = "center"  # inpainting's hole: center (Context Encoders) | random (p2p.data.tasks)
+    edge_sigma: float = EdgeSettings.sigma  # edges (Canny, p2p.data.edges): smoothing in pixels,
+    edge_low: float = EdgeSettings.low  # and the hysteresis thresholds on the gradient magnitude
+    edge_high: float = EdgeSettings.high
+    cache_dir: str | None = None  # where edges are cached; None: $P2P_CACHE or ~/.cache/p2p
+
+    def _task(self) -> str | None:
+        return check_choice("task", self.task, PHOTO_TASKS)
+
+    @property
+    def name(self) -> str:  # what metrics.json and the FID cache call this data
+        return self.task
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.on_bad_file = check_choice("on_bad_file", self.on_bad_file, ON_BAD_FILE)
+        if self.direction != "AtoB":
+            raise ConfigError("direction: a photo task makes its input from the photo; only AtoB")
+        if not 0 < self.val_fraction < 1:
+            raise ConfigError(f"val_fraction: must be in (0, 1), got {self.val_fraction}")
+        self.photo_task = PhotoTask(self.task, self.mask, self.seed)
+        self.edge_settings = EdgeSettings(self.edge_sigma, self.edge_low, self.edge_high)
+        if self.root is None:
+            raise ConfigError("root: required: data.root=/path/to/photos")
+        if not Path(self.root).expanduser().is_dir():
+            raise ConfigError(f"root: {self.root} is not a folder")
+        self._checked: dict[str, list[PairFiles]] = {}
+
+    def _splits(self, root: Path) -> tuple[str, str]:
+        """(validation split, test split)."""
+        test = self.test_split
+        if test == "auto":
+            test = "test" if (root / "test").is_dir() else "val"
+        if self.val_split is not None:
+            return self.val_split, test
+        folders = any((root / s).is_dir() for s in ("train", "val", "test"))
+        return ("val" if not folders or (root / "val").is_dir() else test), test
+
+    def setup(self, stage: str | None = None) -> None:
+        root = Path(str(self.root)).expanduser()
+        val, test = self._splits(root)
+        wanted: dict[str, PairTransform] = {}
+        if stage in (None, "fit"):
+            wanted["train"] = self.train_transform
+        if stage in (None, "fit", "validate"):
+            wanted.setdefault(val, self.eval_transform)
+        if stage in (None, "test", "predict"):
+            wanted.setdefault(test, self.eval_transform)
+        todo = {s: t for s, t in wanted.items() if s not in self._checked}
+        if todo:  # every file decoded once before training (p2p.data.validate), listed as photos
+            lister = partial(list_photos, val_fraction=self.val_fraction)
+            self._checked.update(check_splits(root, todo, self.on_bad_file, lister=lister))
+
+        def dataset(split: str, train: bool) -> PhotoDataset:
+            transform = self.train_transform if train else self.eval_transform
+            return PhotoDataset(root, split, self.photo_task, self.in_channels, transform,
+                                self._checked[split], self.edge_settings, self.cache_dir, self.val_fraction)  # fmt: skip
+
+        if stage in (None, "fit") and self.train_set is None:
+            self.train_set = self._cached(dataset("train", train=True))
+        if stage in (None, "fit", "validate") and self.val_set is None:
+            self.val_set = self._cap_val(self._cached(dataset(val, train=False)))
+        if stage in (None, "test", "predict") and self.test_set is None:
+            self.test_set = self._cached(dataset(test, train=False))
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        # a device_augment batch holds uncropped photos: the task's input and target are made once cropped
+        uncropped = isinstance(batch, dict) and "crop" in batch
+        batch = super().on_after_batch_transfer(batch, dataloader_idx)
+        return self.photo_task.encode(batch) if uncropped else batch

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal, get_args
@@ -111,17 +111,19 @@ def check_splits(
     splits: Mapping[str, PairTransform],
     on_bad_file: str = "error",
     workers: int | None = None,
+    lister: Callable[[Path, str], tuple[list[PairFiles], list[str]]] = list_split,
 ) -> dict[str, list[PairFiles]]:
     """Check every file of each split (with the transform that split is loaded with); return the good pairs.
 
     Raises `DataError` listing every problem (``on_bad_file="error"``), or when skipping leaves a split
-    empty; with ``"skip"`` the problems are logged as a warning.
+    empty; with ``"skip"`` the problems are logged as a warning. ``lister`` lists a split's pairs and the
+    problems found doing so (`list_split`; folders of photos: `p2p.data.photos.list_photos`).
     """
     on_bad_file = check_choice("data.on_bad_file", on_bad_file, ON_BAD_FILE)
     root = Path(root).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(f"dataset root {root} does not exist or is not a folder (data.root)")
-    listed = {split: list_split(root, split) for split in splits}
+    listed = {split: lister(root, split) for split in splits}
     files = sorted({p for pairs, _ in listed.values() for f in pairs for p in (f.a, f.b) if p is not None})
     workers = workers or min(16, 2 * (os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=workers) as pool:

@@ -10,24 +10,12 @@ from __future__ import annotations
 
 import torch
 
+from p2p.io.color import rgb_to_lab
+
 # channel: (low, high, bins); 2.5 Lab units per bin. sRGB spans a in [-86, 98] and b in [-108, 95].
 LAB_BINS = {"L": (0.0, 100.0, 40), "a": (-110.0, 110.0, 88), "b": (-110.0, 110.0, 88)}
 
-_RGB_TO_XYZ = torch.tensor(
-    [[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.072169], [0.019334, 0.119193, 0.950227]]
-)
-_WHITE_D65 = torch.tensor([0.950456, 1.0, 1.088754])
-
-
-def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
-    """sRGB [B, 3, H, W] in [0, 1] -> CIE Lab (D65) [B, 3, H, W]: L in [0, 100], a and b about [-110, 110]."""
-    rgb = rgb.double().clamp(0, 1)
-    linear = torch.where(rgb > 0.04045, ((rgb + 0.055) / 1.055) ** 2.4, rgb / 12.92)
-    xyz = torch.einsum("ij,bjhw->bihw", _RGB_TO_XYZ.to(rgb), linear) / _WHITE_D65.to(rgb)[None, :, None, None]
-    eps = (6 / 29) ** 3
-    f = torch.where(xyz > eps, xyz.clamp_min(eps) ** (1 / 3), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
-    fx, fy, fz = f.unbind(1)
-    return torch.stack([116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)], 1)
+__all__ = ["LAB_BINS", "LabHistograms", "rgb_to_lab"]
 
 
 class LabHistograms:

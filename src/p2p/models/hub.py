@@ -15,8 +15,9 @@ from huggingface_hub import PyTorchModelHubMixin
 
 CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
 # keys of config.json that describe the model rather than build it (kept when it is saved again)
+# photo_task: what the generator's channels mean (p2p.data.tasks: colorization, inpainting, edges)
 METADATA_KEYS = ("p2p_version", "task", "dataset", "direction", "input_size", "preprocess", "inference",
-                 "source", "data")  # fmt: skip
+                 "source", "data", "photo_task")  # fmt: skip
 
 
 def p2p_version() -> str:
@@ -41,6 +42,14 @@ class GeneratorHubMixin(
     def save_pretrained(self, save_directory: str | Path, *, config: Any = None, **kwargs: Any) -> Any:
         full = {**generator_config(self), **(config or {})}
         return super().save_pretrained(save_directory, config=full, **kwargs)  # type: ignore[misc]
+
+
+def set_metadata(model: Any, **metadata: Any) -> None:
+    """Record ``metadata`` (METADATA_KEYS) with the generator: `generator_config` returns it, so checkpoints
+    and ``save_pretrained`` folders carry it, and ``p2p.load_generator`` puts it back."""
+    if unknown := sorted(set(metadata) - set(METADATA_KEYS)):
+        raise ValueError(f"not metadata keys: {unknown}; choose from {METADATA_KEYS}")
+    model._hub_mixin_config = {**dict(getattr(model, "_hub_mixin_config", None) or {}), **metadata}
 
 
 def generator_config(model: Any) -> dict[str, Any]:

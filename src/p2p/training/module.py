@@ -20,13 +20,14 @@ import torch.nn.functional as F
 from torchmetrics import MeanMetric
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
-from p2p.errors import check_choice
+from p2p.data.tasks import PHOTO_TASKS, PhotoTaskName, in_hole, views
+from p2p.errors import ConfigError, check_choice
 from p2p.inference import INFERENCE_MODES, grid_rows, inference_mode
 from p2p.inference.modes import InferenceMode
 from p2p.models import build_model, model_spec
-from p2p.models.hub import GeneratorHubMixin, generator_config, p2p_version
+from p2p.models.hub import GeneratorHubMixin, generator_config, p2p_version, set_metadata
 from p2p.training.guard import CheckFinite, NonfiniteAction, NonFiniteGuard
-from p2p.training.objective import Objective, discriminator_loss, gan_loss
+from p2p.training.objective import Objective, discriminator_loss, gan_loss, l1_loss
 from p2p.training.optim import Optim
 from p2p.training.perf import (
     compile_mode,
@@ -69,6 +70,7 @@ class Pix2Pix(L.LightningModule):
         | Literal["auto"] = "auto",  # NHWC while training; auto: CUDA only (p2p.training.perf)
         compile: bool | str = False,  # torch.compile G and D: true or a mode (p2p.perf.COMPILE_MODES)
         cuda_graphs: bool = False,  # CUDA graphs via compile mode reduce-overhead: for batch-1 training on GPU
+        photo_task: PhotoTaskName | None = None,  # the data's photo task (p2p.data.tasks), recorded with G
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -85,6 +87,13 @@ class Pix2Pix(L.LightningModule):
 
         g_name, g_args = model_spec(generator, "unet_256")
         self.G = build_model(g_name, in_channels=in_channels, out_channels=out_channels, **g_args)
+        # what G's output means (colorization: ab, shown with the input's L): read back from checkpoints and
+        # save_pretrained folders by p2p.load_generator, p2p.Translator and p2p-eval
+        self.photo_task = None if photo_task is None else check_choice("photo_task", photo_task, PHOTO_TASKS)
+        if self.photo_task is not None and isinstance(self.G, GeneratorHubMixin):
+            set_metadata(self.G, photo_task=self.photo_task)
+        if self.objective.l1_region == "hole" and self.photo_task != "inpainting":
+            raise ConfigError("loss.l1_region: hole needs data=inpainting (the hole is the input's mask)")
         self.D: torch.nn.Module | None = None
         if self.objective.uses_gan:
             # cGAN: D sees the input and the output stacked on channels; GAN: the output alone
@@ -146,7 +155,8 @@ class Pix2Pix(L.LightningModule):
 
             # (2) G step: non-saturating GAN loss (maximise log D(x, G(x))) + lambda * L1; D is frozen
             with self.toggled_optimizer(opt_g):
-                loss_l1 = F.l1_loss(fake.float(), y.float())
+                hole = in_hole(x) if obj.l1_region == "hole" else None
+                loss_l1 = l1_loss(fake.float(), y.float(), hole)
                 loss_g = obj.l1_weight * loss_l1
                 if self.D is not None:
                     loss_gan = gan_loss(self._d(x, fake), True, obj.gan_mode)
@@ -205,10 +215,10 @@ class Pix2Pix(L.LightningModule):
         x, y = batch["input"], batch["target"]
         with inference_mode(self.G, self.val_inference):
             fake = self.G(x).float()
-        y = y.float()
         # metrics in fp32 even under bf16-mixed: SSIM's Gaussian windows are convolutions, which autocast
         # would run in bf16, and its variances (E[x^2] - E[x]^2) cancel catastrophically at that precision
         with torch.autocast(x.device.type, enabled=False):
+            x, fake, y = views(self.photo_task, x.float(), fake, y.float())  # photo tasks: RGB images again
             self.val_l1.update(F.l1_loss(fake, y, reduction="none").mean(dim=(1, 2, 3)))
             fake01, y01 = (fake.clamp(-1, 1) + 1) / 2, (y + 1) / 2
             self.val_psnr.update(fake01, y01)

@@ -16,6 +16,8 @@ from p2p.errors import ConfigError, check_choice
 
 GanMode = Literal["vanilla", "lsgan"]
 GAN_MODES: tuple[str, ...] = get_args(GanMode)
+L1Region = Literal["image", "hole"]
+L1_REGIONS: tuple[str, ...] = get_args(L1Region)
 
 
 @dataclass
@@ -24,9 +26,13 @@ class Objective:
     gan_weight: float = 1.0  # 0 turns the adversarial term off (the "L1" row): no discriminator is built
     conditional: bool = True  # cGAN: D sees (input, output); False: the unconditional "GAN" variant
     gan_mode: GanMode = "vanilla"  # vanilla: BCE with logits, non-saturating G loss; lsgan: least squares
+    # image: L1 over the whole output (the paper); hole: inpainting only, L1 inside the hole alone, like
+    # Context Encoders' reconstruction loss (Pathak et al. 2016, eq. 1) -- the GAN term still sees it all
+    l1_region: L1Region = "image"
 
     def __post_init__(self) -> None:
         self.gan_mode = check_choice("gan_mode", self.gan_mode, GAN_MODES)
+        self.l1_region = check_choice("l1_region", self.l1_region, L1_REGIONS)
         for key in ("l1_weight", "gan_weight"):
             if not getattr(self, key) >= 0:  # also rejects NaN
                 raise ConfigError(f"{key}: must be a number >= 0, got {getattr(self, key)}")
@@ -39,6 +45,14 @@ class Objective:
     @property
     def uses_gan(self) -> bool:
         return self.gan_weight > 0
+
+
+def l1_loss(fake: torch.Tensor, target: torch.Tensor, region: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean absolute error; with ``region`` (boolean [B, 1, H, W]) the mean over the pixels inside it only."""
+    if region is None:
+        return F.l1_loss(fake, target)
+    weight = region.to(fake.dtype).expand_as(fake)
+    return ((fake - target).abs() * weight).sum() / weight.sum().clamp_min(1)
 
 
 def gan_loss(logits: torch.Tensor, real: bool, mode: str = "vanilla") -> torch.Tensor:
