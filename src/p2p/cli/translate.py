@@ -2,6 +2,8 @@
 
 p2p-translate --checkpoint run/checkpoints/last.ckpt --input labels/ --output out/
 p2p-translate --checkpoint unet_256.facades_label2photo --input 'maps/**/*.png' --output out/ --tile 512
+p2p-translate --checkpoint colorization/last.ckpt --input old_photos/ --output coloured/   # grey -> colour
+p2p-translate --checkpoint inpainting/last.ckpt --input photo.jpg --mask hole.png --output filled/
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from p2p.cli import parse_arch, run_cli
 from p2p.errors import InputNotFoundError, UsageError
 from p2p.inference import INFERENCE_MODES, Translator
 from p2p.inference.translator import BLENDS, MODE_NOTES, pad_to, padded_size
+from p2p.io import open_image
 from p2p.models import zoo
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -71,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         arch=arch,
     )
     files = find_images(args.input)
+    mask = load_mask(args.mask, tr.photo_task)
     out_dir = Path(args.output)
     targets: dict[Path, Path] = {}
     for src, rel in files:
@@ -83,6 +87,12 @@ def run(args: argparse.Namespace) -> int:
         f"({MODE_NOTES[tr.inference]}), "
         f"device={tr.device}, sides padded to multiples of {tr.divisor}"
         + (f", tiles {tr.tile} overlap {tr.overlap} ({tr.blend})" if tr.tile else "")
+        + (f", task {tr.photo_task}" if tr.photo_task else "")
+        + (
+            ", hole: the centre rectangle (--mask for your own)"
+            if tr.photo_task == "inpainting" and mask is None
+            else ""
+        )
     )
     # batch images whose padded sizes agree (one forward pass each); the rest go alone
     groups: dict[tuple[int, int], list[tuple[Path, Path]]] = defaultdict(list)
@@ -96,22 +106,39 @@ def run(args: argparse.Namespace) -> int:
             step = 1 if tr.tile and max(ph, pw) > tr.tile else tr.batch_size
             for i in range(0, len(members), step):
                 chunk = members[i : i + step]
-                xs, sizes = [], []
+                xs, inputs = [], []
                 for src, _ in chunk:
                     with Image.open(src) as im:
-                        x, _kind = tr._to_tensor(im)
-                    sizes.append(x.shape[-2:])
+                        if mask is not None and mask.size != im.size:
+                            raise UsageError(f"--mask {args.mask} is {mask.size[0]}x{mask.size[1]} but {src} is "
+                                             f"{im.size[0]}x{im.size[1]}: the mask must have the image's size")  # fmt: skip
+                        x, _kind = tr.encode(im, mask)  # photo tasks: L, or the image with the hole
+                    inputs.append(x)
                     xs.append(pad_to(x, ph, pw))
                 batch = torch.cat([x for x, _ in xs])
                 y = tr.translate_tensor(batch)  # already padded: translate_tensor pads by nothing
-                for (_src, rel), (_, (top, left)), (h, w), out in zip(chunk, xs, sizes, y):
-                    img = tr._from_tensor(out[None, :, top : top + h, left : left + w], "pil", None)
+                for (_src, rel), x, (_, (top, left)), out in zip(chunk, inputs, xs, y):
+                    h, w = x.shape[-2:]
+                    img = tr.decode(x, out[None, :, top : top + h, left : left + w], "pil", None)
                     dest = output_path(out_dir, rel, args.keep_ext)
                     dest.parent.mkdir(parents=True, exist_ok=True)
                     img.save(dest, **({"quality": 95} if dest.suffix.lower() in (".jpg", ".jpeg") else {}))
                 progress.advance(task, len(chunk))
     print(f"wrote {len(files)} images to {out_dir}")
     return 0
+
+
+def load_mask(path: str | None, photo_task: str | None) -> Image.Image | None:
+    """``--mask``: the hole of an inpainting generator, white (>= 128) = hole, the size of every input."""
+    if path is None:
+        return None
+    if photo_task != "inpainting":
+        raise UsageError(
+            f"--mask: only an inpainting generator takes a mask; this one is {photo_task or 'not a photo task'}"
+        )
+    if not Path(path).is_file():
+        raise InputNotFoundError(f"--mask {path}: no such file")
+    return open_image(path)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -127,6 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inference", choices=INFERENCE_MODES, default=None,
                    help="eval: deterministic; paper: dropout + per-image statistics (default: the source's "
                    "recommendation, else eval)")  # fmt: skip
+    p.add_argument("--mask", default=None, help="inpainting generators: the hole, an image the size of the "
+                   "inputs, white = hole (default: the centre rectangle)")  # fmt: skip
     p.add_argument("--tile", type=int, default=None, help="translate images larger than this in tiles")
     p.add_argument("--overlap", type=int, default=32, help="pixels shared by neighbouring tiles (default 32)")
     p.add_argument("--blend", choices=BLENDS, default="linear", help="tile blending weights")

@@ -87,6 +87,17 @@ def _settings(cfg: DictConfig) -> Iterator[str]:
             yield f"{group}.{key}: {message}" if sep and " " not in key else f"{group}: {e}"
 
 
+def _task(cfg: DictConfig) -> Iterator[str]:
+    """The photo task G is recorded with (p2p.io.tasks) is the data's, and only inpainting has a hole for
+    ``loss.l1_region=hole`` (Pix2Pix checks it too, but here it is named before anything runs)."""
+    model, data = (getattr(v, "value", v) for v in (cfg.model.get("photo_task"), cfg.data.get("task")))
+    if model != data:
+        yield f"model.photo_task: {model} but data.task is {data}: model.photo_task=${{data.task}}"
+    region = cfg.loss.get("l1_region")
+    if getattr(region, "value", region) == "hole" and data != "inpainting":
+        yield "loss.l1_region: hole needs data=inpainting (the hole is the input's mask)"
+
+
 def _network(cfg: DictConfig, net: str, kind: str, width: str, **io: int) -> torch.nn.Module:
     """``model.<net>`` as configured but 1 channel wide (shapes do not depend on the width)."""
     name, args = model_spec(plain(cfg.model[net]), "")  # null values (unsetting inherited keys) are dropped
@@ -177,6 +188,8 @@ def check_config(cfg: DictConfig) -> None:
         for key in sorted(OmegaConf.missing_keys(cfg))
     ]
     problems += list(_keys(cfg)) or list(_settings(cfg))
+    if cfg.model.get("_target_") == PIX2PIX:
+        problems += _task(cfg)
     nets: list[torch.nn.Module] = []
     if not problems and cfg.model.get("_target_") == PIX2PIX:  # someone's own module: only they know its keys
         threads = torch.get_num_threads()

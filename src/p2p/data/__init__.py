@@ -1,5 +1,5 @@
 """Data layer of p2p: paired datasets, transforms, data modules, download cache, synthetic pairs, and the
-photo tasks (colorization, inpainting, edges: p2p.data.tasks).
+photo tasks (colorization, inpainting, edges: p2p.io.tasks).
 
 Imports only `p2p.io` and `p2p.errors` of the rest of p2p.
 """
@@ -9,10 +9,10 @@ from __future__ import annotations
 from p2p.data.datamodule import PairedDataModule, PairsDataModule, PhotoDataModule, SyntheticDataModule
 from p2p.data.dataset import PairedImageDataset, find_pairs
 from p2p.data.download import DATASETS, ensure_dataset
-from p2p.data.photos import PhotoDataset
+from p2p.data.photos import PhotoDataset, PhotoTask
 from p2p.data.synthetic import SyntheticPairs, render_pair
-from p2p.data.tasks import PHOTO_TASKS, PhotoTask
 from p2p.data.transforms import PairTransform
+from p2p.io.tasks import PHOTO_TASKS
 
 __all__ = [
     "DATASETS",

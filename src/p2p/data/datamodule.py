@@ -30,13 +30,13 @@ from p2p.data.dataset import (
 )
 from p2p.data.download import ensure_dataset, get_info
 from p2p.data.edges import EdgeSettings
-from p2p.data.photos import PhotoDataset, list_photos
+from p2p.data.photos import PhotoDataset, PhotoTask, list_photos
 from p2p.data.sampler import EpochSampler, SeededItems
 from p2p.data.synthetic import SyntheticPairs
-from p2p.data.tasks import PHOTO_TASKS, MaskScheme, PhotoTask, PhotoTaskName, check_channels
 from p2p.data.transforms import PREPROCESS, PairTransform, Preprocess
 from p2p.data.validate import ON_BAD_FILE, OnBadFile, check_splits
 from p2p.errors import ConfigError, check_choice
+from p2p.io.tasks import PHOTO_TASKS, MaskScheme, PhotoTaskName, check_channels
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class PairsDataModule(L.LightningDataModule):
 
     direction: Direction = "AtoB"  # AtoB | BtoA: which side is the input ('input' is what G sees)
     in_channels: int = 3  # images are converted to this many channels (1 = grayscale, 3 = RGB); photo
-    out_channels: int = 3  # tasks: the task's (p2p.data.tasks.TASK_CHANNELS, e.g. colorization 1 -> 2)
+    out_channels: int = 3  # tasks: the task's (p2p.io.tasks.TASK_CHANNELS, e.g. colorization 1 -> 2)
     load_size: int = 286  # resize_and_crop: resize to load_size x load_size ... (paper: 286)
     crop_size: int = 256  # ... then random crop crop_size (val/test: resized straight to crop_size)
     preprocess: Preprocess = "resize_and_crop"  # p2p.data.transforms.PairTransform
@@ -71,7 +71,9 @@ class PairsDataModule(L.LightningDataModule):
     def __post_init__(self) -> None:
         super().__init__()
         self.direction = check_choice("direction", self.direction, DIRECTIONS)
-        self.in_channels, self.out_channels = check_channels(self._task(), self.in_channels, self.out_channels)
+        self.in_channels, self.out_channels = check_channels(
+            self._task(), self.in_channels, self.out_channels
+        )
         self.preprocess = check_choice("preprocess", self.preprocess, PREPROCESS)
         self.cache = check_choice("cache", self.cache, CACHE_MODES)
         self.device_augment = check_choice("device_augment", self.device_augment, DEVICE_AUGMENT)
@@ -91,7 +93,7 @@ class PairsDataModule(L.LightningDataModule):
         self.test_set: Dataset[Pair] | None = None
 
     def _task(self) -> str | None:
-        """The photo task whose channels the data has (p2p.data.tasks); None: pairs of images."""
+        """The photo task whose channels the data has (p2p.io.tasks); None: pairs of images."""
         return None
 
     def settings(self) -> dict[str, Any]:
@@ -307,20 +309,20 @@ class SyntheticDataModule(PairsDataModule):
 
 @dataclass(eq=False)
 class PhotoDataModule(PairsDataModule):
-    """The paper's tasks that need only photos (p2p.data.tasks): colorization (L -> ab), inpainting (a photo
+    """The paper's tasks that need only photos (p2p.io.tasks): colorization (L -> ab), inpainting (a photo
     with a hole -> the photo) and edges -> photo, from a folder of photos (p2p.data.photos: ROOT/{train,val,
     test}/ or one folder, split by ``val_fraction``). Each photo becomes the task's (input, target) pair
     through the ordinary file checks, RAM cache, crop and flip (`PairsDataModule`); the channels are the
     task's: colorization 1 -> 2, inpainting 4 -> 3, edges 1 or 3 -> 3.
     """
 
-    task: PhotoTaskName = "colorization"  # colorization | inpainting | edges (p2p.data.tasks)
+    task: PhotoTaskName = "colorization"  # colorization | inpainting | edges (p2p.io.tasks)
     root: str | None = None  # the folder of photos (required)
     val_split: str | None = None  # None: "val" if there is one, else test_split
     test_split: str = "auto"  # auto: "test" if ROOT/test/ exists, else "val"
     val_fraction: float = 0.1  # one folder of photos: the share of them (by a hash of the name) in val
     on_bad_file: OnBadFile = "error"  # error: stop, listing every bad file; skip: warn and train on the rest
-    mask: MaskScheme = "center"  # inpainting's hole: center (Context Encoders) | random (p2p.data.tasks)
+    mask: MaskScheme = "center"  # inpainting's hole: center (Context Encoders) | random (p2p.io.tasks)
     edge_sigma: float = EdgeSettings.sigma  # edges (Canny, p2p.data.edges): smoothing in pixels,
     edge_low: float = EdgeSettings.low  # and the hysteresis thresholds on the gradient magnitude
     edge_high: float = EdgeSettings.high
@@ -328,10 +330,6 @@ class PhotoDataModule(PairsDataModule):
 
     def _task(self) -> str | None:
         return check_choice("task", self.task, PHOTO_TASKS)
-
-    @property
-    def name(self) -> str:  # what metrics.json and the FID cache call this data
-        return self.task
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -341,6 +339,7 @@ class PhotoDataModule(PairsDataModule):
         if not 0 < self.val_fraction < 1:
             raise ConfigError(f"val_fraction: must be in (0, 1), got {self.val_fraction}")
         self.photo_task = PhotoTask(self.task, self.mask, self.seed)
+        self.name = self.task  # not a field: what metrics.json and the FID cache call this data
         self.edge_settings = EdgeSettings(self.edge_sigma, self.edge_low, self.edge_high)
         if self.root is None:
             raise ConfigError("root: required: data.root=/path/to/photos")

@@ -1,4 +1,4 @@
-"""Folders of photos for the tasks that need no pairs (p2p.data.tasks): colorization, inpainting, edges.
+"""Folders of photos for the tasks that need no pairs (p2p.io.tasks): colorization, inpainting, edges.
 
 Layouts (detected automatically):
 
@@ -10,7 +10,7 @@ Layouts (detected automatically):
 Each photo is a pair of itself, ``PairFiles(photo, photo)``, so the listing, the check of every file
 (p2p.data.validate), the RAM cache and the crop/flip (one draw for both images) are the ordinary pairs' ones.
 `PhotoDataset` returns ``(photo, photo)`` as the pair's two images (edges: ``(edges, photo)``), and after the
-transform `p2p.data.tasks.PhotoTask.encode` makes the task's input and target from the cropped photo.
+transform `PhotoTask.encode` makes the task's input and target from the cropped photo (p2p.io.tasks).
 
 Deterministic derivation: the input depends on the photo (and for inpainting's random holes, on its file
 name and ``data.seed``) only, never on the epoch; augmentation (crop, flip) comes after, as for any pair.
@@ -23,20 +23,53 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import torch
 from PIL import Image
 
 from p2p.data.dataset import IMG_EXTENSIONS, Pair, PairedImageDataset, PairFiles, list_images
 from p2p.data.edges import EdgeSettings, edge_map
-from p2p.data.tasks import PhotoTask
 from p2p.data.transforms import BICUBIC, PairTransform
-from p2p.errors import DataError
+from p2p.errors import DataError, check_choice
 from p2p.io import atomic_write, cache_root, convert_channels, open_image
+from p2p.io.tasks import MASK_SCHEMES, PHOTO_TASKS, hole_mask, lab_encode, with_hole
 
 log = logging.getLogger(__name__)
 
 SPLIT_NAMES = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class PhotoTask:
+    """A photo task (p2p.io.tasks) and its settings, applied once the photo is cropped and flipped."""
+
+    name: str = "colorization"
+    mask: str = "center"  # inpainting's hole (p2p.io.tasks)
+    seed: int = 0  # inpainting, mask=random: with the file name, seeds each photo's hole
+
+    def __post_init__(self) -> None:
+        check_choice("task", self.name, PHOTO_TASKS)
+        check_choice("mask", self.mask, MASK_SCHEMES)
+
+    def encode(self, pair: dict[str, Any]) -> dict[str, Any]:
+        """{"input": photo, "target": photo, "path"} (edges: {"input": edges, ...}), one item [C, H, W] or a
+        batch [B, C, H, W] in [-1, 1] -> the task's {"input", "target", "path"}."""
+        if self.name == "edges":
+            return pair
+        one = pair["input"].ndim == 3
+        rgb = pair["target"][None] if one else pair["target"]
+        if self.name == "colorization":
+            x, y = lab_encode(rgb)
+        else:
+            paths = [pair["path"]] if one else list(pair["path"])
+            h, w = rgb.shape[-2:]
+            names = [str(p).replace("\\", "/").rsplit("/", 1)[-1] for p in paths]
+            mask = torch.stack([hole_mask(h, w, self.mask, n, self.seed) for n in names]).to(rgb)
+            x, y = with_hole(rgb, mask), rgb
+        return {**pair, "input": x[0] if one else x, "target": y[0] if one else y}
 
 
 def has_split_folders(root: Path) -> bool:
@@ -59,17 +92,21 @@ def list_photos(root: Path, split: str, val_fraction: float = 0.1) -> tuple[list
         photos = list_images(folder)
     else:
         if split not in ("train", "val", "test"):
-            return [], [f"{root}: a folder of photos has the splits train and val (test = val), not {split!r}"]
+            return [], [
+                f"{root}: a folder of photos has the splits train and val (test = val), not {split!r}"
+            ]
         photos = [p for p in list_images(root) if in_val(p.name, val_fraction) == (split != "train")]
         folder = root
     if not photos:
-        where = f"{folder}" if folder != root else f"{root} (split {split!r}, data.val_fraction={val_fraction})"
+        where = (
+            f"{folder}" if folder != root else f"{root} (split {split!r}, data.val_fraction={val_fraction})"
+        )
         return [], [f"{where}: empty split: no images ({'/'.join(IMG_EXTENSIONS)})"]
     return [PairFiles(p, p) for p in photos], []
 
 
 class PhotoDataset(PairedImageDataset):
-    """The photos of one split, each turned into the task's {"input", "target", "path"} (p2p.data.tasks).
+    """The photos of one split, each turned into the task's {"input", "target", "path"} (p2p.io.tasks).
 
     ``in_channels``/``out_channels`` of the parent class are those of the two images it loads (and the RAM
     cache keeps): RGB photos, and for edges the edge map's channels; the task then encodes them.
@@ -109,7 +146,11 @@ class PhotoDataset(PairedImageDataset):
         """The edge map of ``photo`` (the file at ``path``, resized), from the disk cache or computed once."""
         e = self.edges
         key = hashlib.sha256(path.read_bytes()).hexdigest()[:32]
-        cached = cache_root(self.cache_dir) / "edges" / f"{key}-{photo.size[0]}x{photo.size[1]}-canny-{e.sigma}-{e.low}-{e.high}.png"
+        cached = (
+            cache_root(self.cache_dir)
+            / "edges"
+            / f"{key}-{photo.size[0]}x{photo.size[1]}-canny-{e.sigma}-{e.low}-{e.high}.png"
+        )
         if cached.is_file():
             try:
                 return open_image(cached)
@@ -121,4 +162,4 @@ class PhotoDataset(PairedImageDataset):
         return edges
 
     def __getitem__(self, index: int) -> Pair:
-        return self.task.encode(super().__getitem__(index))  # type: ignore[return-value]
+        return self.task.encode(super().__getitem__(index))  # type: ignore[return-value,arg-type]

@@ -6,6 +6,12 @@ next multiple, translated, and cropped back, so outputs have the input's size an
 to translate at once are cut into overlapping tiles (``tile``), whose outputs are blended with weights that
 fall off towards each tile's edges, so no seams show.
 
+Generators of the photo tasks (p2p.io.tasks; their checkpoints and save_pretrained folders say which) take
+and give images: a colorization generator is given the image's L (grayscale or colour images alike) and its
+ab output is put back together with that L at the image's own size; an inpainting generator is given the
+image with a hole (``mask``: white = hole; none: the centre rectangle it was trained with) and returns the
+image with the hole filled. Tensors always go through the network as they are.
+
 Inference modes (paper section 3.1/6.2, ``p2p.inference``): ``eval`` (running BatchNorm statistics, no
 dropout, deterministic) or ``paper`` (dropout on, statistics of the image itself, as the reference
 ``test.py``). In ``paper`` mode images and tiles go through the network one at a time: batch statistics
@@ -27,6 +33,7 @@ from PIL import Image
 from p2p.inference.modes import INFERENCE_MODES
 from p2p.inference.modes import inference_mode as set_inference_mode
 from p2p.io import convert_channels
+from p2p.io.tasks import network_input, output_rgb
 from p2p.models import ResnetGenerator, UNetGenerator
 from p2p.models.hub import GeneratorHubMixin, generator_config
 from p2p.weights import load_generator
@@ -34,6 +41,7 @@ from p2p.weights import load_generator
 log = logging.getLogger(__name__)
 
 BLENDS = ("linear", "cosine")
+IMAGE_TASKS = ("colorization", "inpainting")  # photo tasks whose generators take and give other channels
 MODE_NOTES = {"paper": "dropout on, per-image batch statistics", "eval": "running statistics, no dropout"}
 
 
@@ -106,6 +114,8 @@ class Translator:
     (returns one of the same size), a uint8 array HxW[xC] (returns uint8 HxWxC_out; HxW for 1 channel), a
     float array in [0, 1] (returns float in [0, 1]), a tensor [C, H, W] or [B, C, H, W] in [-1, 1] (returns
     one in [-1, 1] on the same device), or a list of these. Channels are converted to the generator's.
+    ``photo_task`` (from the source: colorization, inpainting, edges or None) says how images are turned into
+    the generator's input and back (module docstring); ``mask`` of ``__call__``: inpainting's hole.
 
     ``inference``: ``eval`` or ``paper`` (see the module docstring); None takes the source's
     recommendation (a zoo entry says ``paper``, a checkpoint the mode it was validated with) or ``eval``.
@@ -140,6 +150,7 @@ class Translator:
             raise ValueError(f"blend must be one of {BLENDS}, got {blend!r}")
         self.divisor = size_divisor(self.model)
         self.in_channels, self.out_channels = generator_channels(self.model)
+        self.photo_task: str | None = self.config.get("photo_task")
         self.tile = None if tile is None else math.ceil(tile / self.divisor) * self.divisor
         if self.tile is not None and not 0 <= overlap < self.tile:
             raise ValueError(f"overlap must be in [0, tile={self.tile}), got {overlap}")
@@ -188,37 +199,59 @@ class Translator:
         return y[:, :, top : top + h, left : left + w]
 
     # --- images ------------------------------------------------------------------------------------------
-    def _to_tensor(self, img: Any) -> tuple[torch.Tensor, str]:
-        """One input -> ([1, C, H, W] in [-1, 1], kind)."""
+    def _to_tensor(self, img: Any, channels: int | None = None) -> tuple[torch.Tensor, str]:
+        """One input -> ([1, C, H, W] in [-1, 1], kind), with ``channels`` (default: the generator's)."""
+        channels = channels or self.in_channels
         if isinstance(img, Image.Image):
-            arr = np.asarray(convert_channels(img, self.in_channels), dtype=np.float32) / 127.5 - 1.0
+            arr = np.asarray(convert_channels(img, channels), dtype=np.float32) / 127.5 - 1.0
             return torch.from_numpy(arr.reshape(arr.shape[0], arr.shape[1], -1)).permute(2, 0, 1)[None], "pil"
         if isinstance(img, np.ndarray):
             kind = "uint8" if img.dtype == np.uint8 else "float"
             arr = img.astype(np.float32) / (127.5 if kind == "uint8" else 0.5) - 1.0
             t = torch.from_numpy(arr.reshape(arr.shape[0], arr.shape[1], -1)).permute(2, 0, 1)[None]
-            return self._match_channels(t), kind
+            return self._match_channels(t, channels), kind
         if isinstance(img, torch.Tensor):
             if img.ndim not in (3, 4):
                 raise ValueError(f"expected a tensor [C, H, W] or [B, C, H, W], got {tuple(img.shape)}")
-            return self._match_channels(img[None] if img.ndim == 3 else img), f"tensor{img.ndim}"
+            return self._match_channels(img[None] if img.ndim == 3 else img, channels), f"tensor{img.ndim}"
         raise TypeError(
             f"cannot translate a {type(img).__name__}: use a PIL image, a numpy array or a tensor"
         )
 
-    def _match_channels(self, t: torch.Tensor) -> torch.Tensor:
-        c = t.shape[1]
-        if c == self.in_channels:
+    def _match_channels(self, t: torch.Tensor, channels: int | None = None) -> torch.Tensor:
+        c, want = t.shape[1], channels or self.in_channels
+        if c == want:
             return t
         if c == 4:  # RGBA: drop alpha, as PIL's convert("RGB") does
-            return self._match_channels(t[:, :3])
-        if c == 1 and self.in_channels == 3:
+            return self._match_channels(t[:, :3], want)
+        if c == 1 and want == 3:
             return t.expand(-1, 3, -1, -1)
-        if c == 3 and self.in_channels == 1:  # ITU-R 601 luma, as PIL's convert("L")
+        if c == 3 and want == 1:  # ITU-R 601 luma, as PIL's convert("L")
             return (t * torch.tensor([0.299, 0.587, 0.114], device=t.device)[:, None, None]).sum(
                 1, keepdim=True
             )
-        raise ValueError(f"the generator takes {self.in_channels} channels, the input has {c}")
+        raise ValueError(f"the generator takes {want} channels, the input has {c}")
+
+    def encode(self, img: Any, mask: Any = None) -> tuple[torch.Tensor, str]:
+        """One input -> (the generator's input [1, C, H, W] in [-1, 1], kind): for a colorization generator
+        the image's L, for an inpainting one the image with ``mask``'s hole (None: the centre rectangle)."""
+        if self.photo_task not in IMAGE_TASKS or isinstance(img, torch.Tensor):
+            if mask is not None:
+                raise ValueError("mask: only an inpainting generator takes a mask")
+            return self._to_tensor(img)
+        rgb, kind = self._to_tensor(img, 3)
+        if mask is not None and self.photo_task != "inpainting":
+            raise ValueError(
+                f"mask: only an inpainting generator takes a mask, this one is {self.photo_task}"
+            )
+        return network_input(self.photo_task, rgb, None if mask is None else hole_tensor(mask, rgb)), kind
+
+    def decode(self, x: torch.Tensor, y: torch.Tensor, kind: str, like: Any) -> Any:
+        """The generator's output ``y`` for the input ``x`` (from `encode`) -> the result, like the input:
+        colorization: RGB from x's L and y's ab; inpainting: x's pixels outside the hole, y's inside."""
+        if self.photo_task in IMAGE_TASKS and not kind.startswith("tensor"):
+            y = output_rgb(self.photo_task, x.to(y.device, y.dtype), y)
+        return self._from_tensor(y, kind, like)
 
     def _from_tensor(self, y: torch.Tensor, kind: str, like: Any) -> Any:
         if kind.startswith("tensor"):
@@ -231,8 +264,25 @@ class Translator:
         u8 = u8[:, :, 0] if u8.shape[2] == 1 else u8
         return Image.fromarray(u8) if kind == "pil" else u8
 
-    def __call__(self, images: Any) -> Any:
+    def __call__(self, images: Any, mask: Any = None) -> Any:
         if isinstance(images, (list, tuple)):
-            return [self(img) for img in images]
-        x, kind = self._to_tensor(images)
-        return self._from_tensor(self.translate_tensor(x), kind, images)
+            return [self(img, mask) for img in images]
+        x, kind = self.encode(images, mask)
+        return self.decode(x, self.translate_tensor(x), kind, images)
+
+
+def hole_tensor(mask: Any, like: torch.Tensor) -> torch.Tensor:
+    """An inpainting mask (PIL image or array: white / nonzero / True = hole) for the image ``like``
+    [1, C, H, W] -> [1, 1, H, W], 1 in the hole and -1 elsewhere."""
+    arr: np.ndarray
+    if isinstance(mask, Image.Image):
+        arr = np.asarray(convert_channels(mask, 1)) >= 128
+    elif isinstance(mask, np.ndarray):
+        arr = mask >= 128 if mask.dtype == np.uint8 else mask > 0.5 if mask.dtype.kind == "f" else mask > 0
+        arr = arr if arr.ndim == 2 else np.asarray(arr.any(axis=2))
+    else:
+        raise TypeError(f"mask: a PIL image or a numpy array, not {type(mask).__name__}")
+    if arr.shape != tuple(like.shape[-2:]):
+        h, w = like.shape[-2:]
+        raise ValueError(f"the mask is {arr.shape[1]}x{arr.shape[0]} but the image is {w}x{h}")
+    return torch.from_numpy(np.where(arr, 1.0, -1.0).astype(np.float32))[None, None].to(like)

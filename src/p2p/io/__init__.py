@@ -1,6 +1,9 @@
-"""Reading and writing, for every layer above: images, the download cache, all-or-nothing writes.
+"""Reading and writing, for every layer above: images, the download cache, all-or-nothing writes, and what
+the photo tasks' tensors are as images (`p2p.io.color`: sRGB <-> Lab; `p2p.io.tasks`: colorization's
+L/ab, inpainting's hole), so that the data layer that makes them and the layers that show them share one
+definition.
 
-Nothing here knows about pix2pix; it imports only `p2p.errors`.
+Nothing else here knows about pix2pix; it imports only `p2p.errors`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""sRGB <-> CIE Lab (D65) in torch, for the colorization task (p2p.data.tasks) and the colour metrics
+"""sRGB <-> CIE Lab (D65) in torch, for the colorization task (p2p.io.tasks) and the colour metrics
 (p2p.metrics.color).
 
 The constants are OpenCV's (``cv2.cvtColor`` COLOR_RGB2Lab on float images): the sRGB primaries' XYZ matrix
@@ -38,7 +38,11 @@ def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
     L, a, b = lab.unbind(1)
     fy = (L + 16) / 116
     f = torch.stack([fy + a / 500, fy, fy - b / 200], 1)
-    xyz = torch.where(f > _DELTA, f**3, 3 * _DELTA**2 * (f - 4 / 29)) * _WHITE_D65.to(lab)[None, :, None, None]
+    xyz = (
+        torch.where(f > _DELTA, f**3, 3 * _DELTA**2 * (f - 4 / 29)) * _WHITE_D65.to(lab)[None, :, None, None]
+    )
     linear = torch.einsum("ij,bjhw->bihw", _XYZ_TO_RGB.to(lab), xyz).clamp(0, 1)
-    rgb = torch.where(linear > 0.0031308, 1.055 * linear.clamp_min(0.0031308) ** (1 / 2.4) - 0.055, 12.92 * linear)
+    rgb = torch.where(
+        linear > 0.0031308, 1.055 * linear.clamp_min(0.0031308) ** (1 / 2.4) - 0.055, 12.92 * linear
+    )
     return rgb.clamp(0, 1)

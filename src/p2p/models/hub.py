@@ -15,7 +15,7 @@ from huggingface_hub import PyTorchModelHubMixin
 
 CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
 # keys of config.json that describe the model rather than build it (kept when it is saved again)
-# photo_task: what the generator's channels mean (p2p.data.tasks: colorization, inpainting, edges)
+# photo_task: what the generator's channels mean (p2p.io.tasks: colorization, inpainting, edges)
 METADATA_KEYS = ("p2p_version", "task", "dataset", "direction", "input_size", "preprocess", "inference",
                  "source", "data", "photo_task")  # fmt: skip
 

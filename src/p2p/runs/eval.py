@@ -12,7 +12,9 @@ object on the last line of stdout.
 
 Metrics: ``l1`` (mean absolute error in [-1, 1]), ``psnr``/``ssim`` (images in [0, 1]), ``fid``/``kid``
 (p2p.metrics.fid), ``fcn_*`` (the FCN-score, p2p.metrics.fcn, with the ground-truth row as
-``fcn_real_*``), ``color_hist_*`` (p2p.metrics.color).
+``fcn_real_*``), ``color_hist_*`` (p2p.metrics.color). Photo tasks (p2p.io.tasks) are scored on the images
+their tensors stand for (colorization: RGB from the input's L and the output's ab; inpainting: the output
+composited into the input), inpainting also inside the hole alone (``l1_hole``, ``psnr_hole``).
 """
 
 from __future__ import annotations
@@ -35,9 +37,11 @@ from p2p.config.build import build_datamodule
 from p2p.errors import CheckpointNotFoundError, ConfigError
 from p2p.inference import INFERENCE_MODES, grid_rows, inference_mode
 from p2p.io import atomic_save, atomic_write_text, cache_root
+from p2p.io.tasks import in_hole, output_rgb, views
 from p2p.metrics import METRICS, Scores, finite_or_none
 from p2p.metrics.fcn import FcnScorer, FcnSettings, dataset_identity, label_layout, plain_dataset
 from p2p.metrics.fid import FidKid
+from p2p.metrics.hole import HoleScores
 from p2p.training import Pix2Pix
 
 log = logging.getLogger(__name__)
@@ -97,6 +101,10 @@ def evaluate_model(
                 f"{checkpoint or 'the model'} was trained with {key}={model.hparams[key]}, "
                 f"but data.{key}={getattr(dm, key)}"
             )
+    task = model.hparams.get("photo_task")  # p2p.io.tasks: what the generator's channels mean
+    if task != getattr(dm, "task", None):
+        raise ValueError(f"{checkpoint or 'the model'} was trained for photo_task={task}, but data.task="
+                         f"{getattr(dm, 'task', None)}")  # fmt: skip
     dm.setup("test" if split == "test" else "validate")
     dataset = evenly_spaced(plain_dataset(dm.test_set if split == "test" else dm.val_set), cfg.max_samples)
     loader = DataLoader(dataset, batch_size=dm.batch_size, num_workers=dm.num_workers, shuffle=False)
@@ -112,6 +120,7 @@ def evaluate_model(
             fcn.to(device)
     use_fid = bool({"fid", "kid"} & set(wanted))
     scores = Scores(wanted, device, fcn, _real_features(dm, dataset, split, cfg, device) if use_fid else None)
+    hole = HoleScores() if task == "inpainting" else None
 
     G = model.G.to(device)
     samples: list[torch.Tensor] = []  # [3, C, H, W]: input, output, target
@@ -120,6 +129,9 @@ def evaluate_model(
         for batch in loader:
             x, y = batch["input"].to(device).float(), batch["target"].to(device).float()
             fake = G(x).float().clamp(-1, 1)
+            if hole is not None:
+                hole.update(output_rgb(task, x, fake), y, in_hole(x))
+            x, fake, y = views(task, x, fake, y)  # photo tasks: the images the tensors stand for
             scores.update(x, fake, y)
             keep = max(0, cfg.num_grid_images - len(samples))
             samples.extend(torch.stack([x, fake, y], 1)[:keep].cpu())
@@ -129,6 +141,8 @@ def evaluate_model(
         notes["fid"] = "FID/KID need at least 2 images"
 
     result: dict[str, Any] = {k: finite_or_none(v) for k, v in scores.compute().items()}
+    if hole is not None:
+        result.update({k: finite_or_none(v) for k, v in hole.compute().items()})
     if fcn is not None:
         result["fcn_segmenter"] = fcn.meta["path"]
     result.update(
@@ -188,7 +202,8 @@ def _real_features(dm: Any, dataset: Any, split: str, cfg: DictConfig, device: t
         return torch.load(path, map_location="cpu", weights_only=True)
     fidkid = FidKid(device)
     loader = DataLoader(dataset, batch_size=dm.batch_size, num_workers=dm.num_workers, shuffle=False)
-    feats = torch.cat([fidkid.features(b["target"]) for b in loader])
+    task = getattr(dm, "task", None)  # photo tasks: the target as an image (colorization: L + ab)
+    feats = torch.cat([fidkid.features(output_rgb(task, b["input"], b["target"])) for b in loader])
     atomic_save(feats, path)  # parallel runs of a sweep never read half a file
     return feats
 

@@ -20,10 +20,10 @@ import torch.nn.functional as F
 from torchmetrics import MeanMetric
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
-from p2p.data.tasks import PHOTO_TASKS, PhotoTaskName, in_hole, views
 from p2p.errors import ConfigError, check_choice
 from p2p.inference import INFERENCE_MODES, grid_rows, inference_mode
 from p2p.inference.modes import InferenceMode
+from p2p.io.tasks import PHOTO_TASKS, PhotoTaskName, in_hole, views
 from p2p.models import build_model, model_spec
 from p2p.models.hub import GeneratorHubMixin, generator_config, p2p_version, set_metadata
 from p2p.training.guard import CheckFinite, NonfiniteAction, NonFiniteGuard
@@ -70,7 +70,7 @@ class Pix2Pix(L.LightningModule):
         | Literal["auto"] = "auto",  # NHWC while training; auto: CUDA only (p2p.training.perf)
         compile: bool | str = False,  # torch.compile G and D: true or a mode (p2p.perf.COMPILE_MODES)
         cuda_graphs: bool = False,  # CUDA graphs via compile mode reduce-overhead: for batch-1 training on GPU
-        photo_task: PhotoTaskName | None = None,  # the data's photo task (p2p.data.tasks), recorded with G
+        photo_task: PhotoTaskName | None = None,  # the data's photo task (p2p.io.tasks), recorded with G
     ) -> None:
         super().__init__()
         self.save_hyperparameters()

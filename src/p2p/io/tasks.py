@@ -11,9 +11,11 @@ and how its output becomes an RGB image again.
     edges         input: edges of the photo (p2p.data.edges, computed once in p2p.data.photos), target: the
                   photo; nothing to convert.
 
-`PhotoTask.encode` turns a pair (photo, photo) after crop/flip into the task's (input, target), for single
-items and whole batches alike; `views` turns (input, output, target) into RGB images for grids, metrics and
-p2p-translate. Every check of which channel counts a data module may have is `check_channels`.
+This module is the one definition of those tensors, shared by the data layer that makes them
+(`p2p.data.photos.PhotoTask.encode`, after crop and flip) and every layer that shows or scores them: `views`
+turns (input, output, target) into RGB images for grids, metrics and p2p-translate, `network_input` makes a
+generator's input from a user's photo. Every check of which channel counts a data module may have is
+`check_channels`.
 
 Holes (inpainting) are drawn in the coordinates of the network's input, after crop and flip, from the
 photo's file name and the data seed only, so a photo has the same hole every epoch:
@@ -28,14 +30,12 @@ photo's file name and the data seed only, so a photo has the same hole every epo
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Literal, get_args
 
 import numpy as np
 import torch
 
-from p2p.data.sampler import mix
-from p2p.errors import ConfigError, check_choice
+from p2p.errors import ConfigError
 from p2p.io.color import lab_to_rgb, rgb_to_lab
 
 PhotoTaskName = Literal["colorization", "inpainting", "edges"]
@@ -84,7 +84,7 @@ def hole_box(h: int, w: int, scheme: str, name: str = "", seed: int = 0) -> tupl
         hh, hw = h // 2, w // 2
         return (h - hh) // 2, (w - hw) // 2, hh, hw
     if scheme == "random":  # numpy's generator, seeded: never touches torch's RNG (crops and flips)
-        rng = np.random.default_rng(mix(seed, zlib.crc32(name.encode())))
+        rng = np.random.default_rng([seed & 0xFFFF_FFFF, zlib.crc32(name.encode())])
         hh, hw = int(rng.integers(h // 4, h // 2 + 1)), int(rng.integers(w // 4, w // 2 + 1))
         return int(rng.integers(0, h - hh + 1)), int(rng.integers(0, w - hw + 1)), hh, hw
     raise ValueError(f"mask must be one of {MASK_SCHEMES}, got {scheme!r}")
@@ -145,36 +145,7 @@ def network_input(task: str | None, rgb: torch.Tensor, mask: torch.Tensor | None
         return lab_encode(rgb)[0]
     if task == "inpainting":
         if mask is None:
-            mask = hole_mask(*rgb.shape[-2:], "center").to(rgb)[None].expand(len(rgb), -1, -1, -1)
+            h, w = rgb.shape[-2:]
+            mask = hole_mask(h, w, "center").to(rgb)[None].expand(len(rgb), -1, -1, -1)
         return with_hole(rgb, mask)
     raise ValueError(f"the {task!r} task's generator takes its input as is")
-
-
-@dataclass(frozen=True)
-class PhotoTask:
-    """A photo task and its settings, applied once the photo is cropped and flipped (`encode`)."""
-
-    name: str = "colorization"
-    mask: str = "center"  # inpainting's hole (module docstring)
-    seed: int = 0  # inpainting, mask=random: with the file name, seeds each photo's hole
-
-    def __post_init__(self) -> None:
-        check_choice("task", self.name, PHOTO_TASKS)
-        check_choice("mask", self.mask, MASK_SCHEMES)
-
-    def encode(self, pair: dict[str, Any]) -> dict[str, Any]:
-        """{"input": photo, "target": photo, "path"} (edges: {"input": edges, ...}), one item [C, H, W] or a
-        batch [B, C, H, W] in [-1, 1] -> the task's {"input", "target", "path"}."""
-        if self.name == "edges":
-            return pair
-        one = pair["input"].ndim == 3
-        rgb = pair["target"][None] if one else pair["target"]
-        if self.name == "colorization":
-            x, y = lab_encode(rgb)
-        else:
-            paths = [pair["path"]] if one else list(pair["path"])
-            h, w = rgb.shape[-2:]
-            names = [str(p).replace("\\", "/").rsplit("/", 1)[-1] for p in paths]
-            mask = torch.stack([hole_mask(h, w, self.mask, n, self.seed) for n in names]).to(rgb)
-            x, y = with_hole(rgb, mask), rgb
-        return {**pair, "input": x[0] if one else x, "target": y[0] if one else y}
