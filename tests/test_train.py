@@ -29,7 +29,11 @@ def group_overrides(facades_root: Path) -> list[list[str]]:
     runs += [[f"logger={x}"] for x in options("logger")] + [[f"trainer={x}"] for x in options("trainer")]
     runs += [[f"experiment={x}"] for x in options("experiment")]
     for d in options("data"):
-        root = {"folder": [f"data.root={facades_root}"], "synthetic": []}.get(d, ["data.root=/nonexistent"])
+        # your own data and the photo tasks need an existing folder (nothing is read)
+        own = [f"data.root={facades_root}"]
+        root = {"folder": own, "colorization": own, "inpainting": own, "edges": own, "synthetic": []}.get(
+            d, ["data.root=/nonexistent"]
+        )
         runs.append([f"data={d}", *root])
     return runs
 
