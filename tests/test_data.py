@@ -30,6 +30,7 @@ from p2p.data import (
     PairedDataModule,
     PairedImageDataset,
     PairTransform,
+    PhotoDataModule,
     SyntheticDataModule,
     SyntheticPairs,
     ensure_dataset,
@@ -565,10 +566,14 @@ def test_data_configs_set_only_what_differs_from_the_code(config: Path) -> None:
     cls = {
         "/schema/data/paired@_here_": PairedDataModule,
         "/schema/data/synthetic@_here_": SyntheticDataModule,
+        "/schema/data/photos@_here_": PhotoDataModule,
     }[schema]
     defaults = {f.name: f.default for f in dataclasses.fields(cls)}
     assert set(cfg) <= set(defaults), set(cfg) - set(defaults)
-    assert not {k for k, v in cfg.items() if v == defaults[k] and k != "direction"}, "repeats a default"
+    said = ("direction", "task")  # named even where it is the default: what the config is about
+    assert not {k for k, v in cfg.items() if v == defaults[k] and k not in said}, "repeats a default"
+    if cls is PhotoDataModule:
+        assert cfg["task"] == config.stem
     if cls is PairedDataModule and config.stem != "folder":
         assert cfg["name"] == config.stem and cfg["direction"] == DATASETS[config.stem].direction
 
