@@ -6,7 +6,8 @@ that reached the config anyway (``+data.crop_siz=1``); ``_target_`` paths of ear
 classes check themselves (ranges, ``crop_size <= load_size``, ``data.root``), by building them (nothing is
 read); the networks (each ``model.generator.*`` / ``model.discriminator.*`` key is an argument of the builder
 it names, and G and D run once, 1 channel wide, on a training-sized batch: every shape the real networks
-will meet); the run (a checkpoint to resume from, SyncBatchNorm needs CUDA). `explain` adds the
+will meet); the photo task (``model.photo_task`` is the data's, ``loss.l1_region=hole`` needs inpainting);
+the run (a checkpoint to resume from, SyncBatchNorm needs CUDA). `explain` adds the
 valid keys and a "did you mean" to Hydra's refusal of an override.
 """
 
