@@ -10,12 +10,16 @@ from pathlib import Path
 
 import lightning as L
 import pytest
+import torch
 
 from conftest import compose_train
 from p2p.config.build import build_datamodule
+from p2p.errors import ConfigError
+from p2p.models.hub import generator_config
 from p2p.runs.eval import evaluate, evaluate_checkpoint
 from p2p.runs.train import train
 from p2p.training.module import Pix2Pix
+from p2p.weights import load_generator
 
 REQUIRED = ["l1", "psnr", "ssim", "fid", "kid", "fcn_pixel_acc", "fcn_class_acc", "fcn_class_iou", "inference",
             "num_images"]  # fmt: skip
@@ -146,3 +150,66 @@ def test_training_ends_with_an_evaluation_when_asked(tmp_path: Path) -> None:
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved == result["eval"] and saved["checkpoint"] == result["last_ckpt"]
     assert saved["fcn_real_pixel_acc"] is not None and saved["model"]["loss"]["gan_weight"] == 0.0
+
+
+# --- the checkpoint's own data settings (issue: a 128x128 model was scored at 256x256 without a word) -----
+def bare_eval_cfg(ckpt: Path, out: Path, *overrides: str):
+    """p2p-eval as a user types it: the checkpoint and nothing about the data unless given."""
+    return compose_train([f"ckpt_path={ckpt}", "metrics=[l1,psnr,ssim]", "max_samples=2", *overrides], out,
+                         config_name="eval")  # fmt: skip
+
+
+def test_eval_uses_the_data_settings_stored_in_the_checkpoint(
+    ckpt: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    out = evaluate(bare_eval_cfg(ckpt, tmp_path / "a"))
+    assert out["resolution"] == [128, 128] and out["dataset"] == "synthetic"  # debug=smoke trained at 128
+    assert "data_changes" not in out
+    with caplog.at_level("WARNING", logger="p2p.runs.eval"):
+        out = evaluate(bare_eval_cfg(ckpt, tmp_path / "b", "data.crop_size=256"))
+    assert out["resolution"] == [256, 256]
+    assert out["data_changes"]["crop_size"] == {"trained": 128, "evaluated": 256}
+    said = [r.getMessage() for r in caplog.records if "not trained with" in r.getMessage()]
+    assert len(said) == 1 and "crop_size=256 (trained: 128)" in said[0]
+    assert json.loads((tmp_path / "b" / "metrics.json").read_text())["data_changes"] == out["data_changes"]
+
+
+def test_generator_files_carry_the_data_settings(ckpt: Path, tmp_path: Path) -> None:
+    G = load_generator(ckpt)
+    assert generator_config(G)["data"]["crop_size"] == 128
+    G.save_pretrained(tmp_path / "g")
+    saved = json.loads((tmp_path / "g" / "config.json").read_text())["data"]
+    assert saved["_target_"].endswith("SyntheticDataModule") and saved["load_size"] == 143
+
+
+def test_eval_of_a_checkpoint_without_data_settings(ckpt: Path, tmp_path: Path) -> None:
+    """Checkpoints of p2p before the data settings were stored: an error that says what to add, then a
+    note in metrics.json that the data settings are the ones given."""
+    old = torch.load(ckpt, map_location="cpu", weights_only=True)
+    del old["p2p"]["generator"]["data"]
+    torch.save(old, tmp_path / "old.ckpt")
+    with pytest.raises(ConfigError, match=r"old\.ckpt does not record its data settings.*data=facades"):
+        evaluate(bare_eval_cfg(tmp_path / "old.ckpt", tmp_path / "a"))
+    out = evaluate(bare_eval_cfg(tmp_path / "old.ckpt", tmp_path / "b", "data=synthetic", "debug=smoke"))
+    assert "data settings" in out["notes"]["data"] and out["resolution"] == [128, 128]
+
+
+def test_a_bad_data_key_is_named_with_a_hint(ckpt: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"data\.crop_sise: .*did you mean 'crop_size'"):
+        evaluate(bare_eval_cfg(ckpt, tmp_path, "data.crop_sise=256"))
+    with pytest.raises(ConfigError, match=r"data\.crop_size"):
+        evaluate(bare_eval_cfg(ckpt, tmp_path, "data.crop_size=abc"))
+
+
+@pytest.mark.slow
+def test_facades_smoke_checkpoint_evaluates_at_its_own_resolution(facades_root: Path, tmp_path: Path) -> None:
+    """The acceptance check: trained with debug=smoke (128x128) on facades, evaluated with only ckpt_path and
+    data.root (another copy of the data is where a user would point it)."""
+    result = train(
+        compose_train(["debug=smoke", "data=facades", f"data.root={facades_root}"], tmp_path / "t")
+    )
+    out = evaluate(bare_eval_cfg(Path(result["last_ckpt"]), tmp_path / "e", f"data.root={facades_root}"))
+    assert out["resolution"] == [128, 128] and out["dataset"] == "facades" and "data_changes" not in out
+    out = evaluate(bare_eval_cfg(Path(result["last_ckpt"]), tmp_path / "f", f"data.root={facades_root}",
+                                 "data.crop_size=256"))  # fmt: skip
+    assert out["resolution"] == [256, 256] and set(out["data_changes"]) == {"crop_size", "load_size"}

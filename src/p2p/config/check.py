@@ -184,6 +184,9 @@ def _run(cfg: DictConfig, batchnorm: bool) -> Iterator[str]:
 
 def check_config(cfg: DictConfig) -> None:
     """Raise one `ConfigError` listing every problem of ``cfg`` (a composed p2p-train config)."""
+    if "_target_" not in cfg.data:  # conf/data/checkpoint.yaml: p2p-eval's "the checkpoint's own data"
+        raise ConfigError("data: p2p-train needs a data config (data=facades, folder, synthetic, ...); "
+                          "data=checkpoint is p2p-eval's")  # fmt: skip
     problems = [
         f"{key}: required: set it, e.g. on the command line: {key}=..."
         for key in sorted(OmegaConf.missing_keys(cfg))

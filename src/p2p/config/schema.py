@@ -119,19 +119,25 @@ def _open(node_schema: type, *keys: str) -> DictConfig:
     return node
 
 
+# the schema of each data module class, by class (p2p-eval checks a checkpoint's data settings against it)
+DATA_SCHEMAS: dict[type, type] = {
+    PairedDataModule: schema("PairedData", PairedDataModule, "p2p.data.PairedDataModule"),
+    SyntheticDataModule: schema("SyntheticData", SyntheticDataModule, "p2p.data.SyntheticDataModule"),
+    PhotoDataModule: schema("PhotoData", PhotoDataModule, "p2p.data.PhotoDataModule"),
+}
+
+
 def register_schemas(store: ConfigStore | None = None) -> None:
     """Put p2p's schemas into Hydra's ConfigStore (idempotent; done when p2p.config is imported)."""
     cs = store or ConfigStore.instance()
-    cs.store(
-        group="schema/data",
-        name="paired",
-        node=schema("PairedData", PairedDataModule, "p2p.data.PairedDataModule"),
-    )
-    cs.store(group="schema/data", name="synthetic",
-             node=schema("SyntheticData", SyntheticDataModule, "p2p.data.SyntheticDataModule"))  # fmt: skip
-    # colorization, inpainting, edges: a folder of photos (conf/data/{colorization,inpainting,edges}.yaml)
-    cs.store(group="schema/data", name="photos",
-             node=schema("PhotoData", PhotoDataModule, "p2p.data.PhotoDataModule"))  # fmt: skip
+    # photos: colorization, inpainting, edges from a folder of photos (conf/data/{colorization,...}.yaml)
+    names = {PairedDataModule: "paired", SyntheticDataModule: "synthetic", PhotoDataModule: "photos"}
+    for cls, name in names.items():
+        cs.store(group="schema/data", name=name, node=DATA_SCHEMAS[cls])
+    # p2p-eval's data=checkpoint: any data.* key, checked once the checkpoint says its class (p2p.runs.eval)
+    anything = OmegaConf.create({})
+    OmegaConf.set_struct(anything, False)
+    cs.store(group="schema/data", name="checkpoint", node=anything)
     cs.store(group="schema", name="loss", node=schema("Loss", Objective))
     # loss is its own group (passed to Pix2Pix by p2p.config.build); the rest of Pix2Pix's arguments are model.*
     model = schema("Model", Pix2Pix, "p2p.training.Pix2Pix", skip=("loss",))

@@ -97,8 +97,10 @@ class PairsDataModule(L.LightningDataModule):
         return None
 
     def settings(self) -> dict[str, Any]:
-        """Every field as plain data: what shaped the images (stored in checkpoints)."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        """What shaped the images, as plain data: the class (``_target_``) and every field. p2p-train stores
+        it with the generator (checkpoints, ``save_pretrained``), and p2p-eval rebuilds the data from it."""
+        target = f"{type(self).__module__}.{type(self).__qualname__}"
+        return {"_target_": target, **{f.name: _plain(getattr(self, f.name)) for f in fields(self)}}
 
     def _cap_val(self, ds: Dataset[Pair]) -> Dataset[Pair]:
         """At most max_val_samples items, evenly spaced so a capped val set still spans the whole split."""
@@ -389,3 +391,14 @@ class PhotoDataModule(PairsDataModule):
         uncropped = isinstance(batch, dict) and "crop" in batch
         batch = super().on_after_batch_transfer(batch, dataloader_idx)
         return self.photo_task.encode(batch) if uncropped else batch
+
+
+def _plain(value: Any) -> Any:
+    """A field value that ``torch.load(weights_only=True)`` and JSON both read back (paths as strings)."""
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value

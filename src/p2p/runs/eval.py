@@ -19,6 +19,7 @@ composited into the input), inpainting also inside the hole alone (``l1_hole``, 
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import logging
@@ -28,12 +29,15 @@ from typing import Any
 
 import torch
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from hydra.utils import get_class
+from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import OmegaConfBaseException
 from torch.utils.data import DataLoader, Subset
 from torchvision.utils import save_image
 
 from p2p.config import config_dir
-from p2p.config.build import build_datamodule
+from p2p.config.build import build_datamodule, plain
+from p2p.config.schema import DATA_SCHEMAS
 from p2p.errors import CheckpointNotFoundError, ConfigError
 from p2p.inference import INFERENCE_MODES, grid_rows, inference_mode
 from p2p.io import atomic_save, atomic_write_text, cache_root
@@ -42,6 +46,7 @@ from p2p.metrics import METRICS, Scores, finite_or_none
 from p2p.metrics.fcn import FcnScorer, FcnSettings, dataset_identity, label_layout, plain_dataset
 from p2p.metrics.fid import FidKid
 from p2p.metrics.hole import HoleScores
+from p2p.models.hub import generator_config
 from p2p.training import Pix2Pix
 
 log = logging.getLogger(__name__)
@@ -70,17 +75,86 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
 
 def evaluate_checkpoint(ckpt_path: str | Path, cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
-    """Evaluate one checkpoint as ``cfg`` says (keys of conf/eval.yaml); returns and saves the metrics."""
+    """Evaluate one checkpoint as ``cfg`` says (keys of conf/eval.yaml); returns and saves the metrics.
+
+    The data are the checkpoint's own (the settings p2p-train stored with the generator), with the keys of
+    ``cfg.data`` put over them (`data_config`)."""
     if not Path(ckpt_path).is_file():
         raise CheckpointNotFoundError(f"ckpt_path {ckpt_path} does not exist")
     model = Pix2Pix.load_from_checkpoint(str(ckpt_path), map_location="cpu")
-    return evaluate_model(model, cfg, out_dir, checkpoint=str(ckpt_path))
+    cfg = eval_settings(cfg)
+    with open_dict(cfg):
+        cfg.max_samples = cfg.max_samples  # resolved now: it follows the data keys given, not the stored ones
+        cfg.data, changes = data_config(generator_config(model.G).get("data"), cfg.data, str(ckpt_path))
+    return evaluate_model(model, cfg, out_dir, checkpoint=str(ckpt_path), data_changes=changes)
+
+
+# data keys that decide which images are scored but not what the generator sees of them
+_LOADING_KEYS = {"root", "cache_dir", "batch_size", "num_workers", "pin_memory", "max_val_samples", "seed",
+                 "cache", "cache_max_mb", "persistent_workers", "device_augment", "on_bad_file", "val_split",
+                 "test_split"}  # fmt: skip
+
+
+def data_config(
+    saved: dict[str, Any] | None, given: DictConfig, where: str
+) -> tuple[DictConfig, dict[str, Any]]:
+    """The data config to evaluate ``where`` (a checkpoint) under: its ``saved`` settings with the keys
+    ``given`` (p2p-eval's ``data.*``) put over them, checked against the data class's schema; and what the
+    given keys change of what the generator sees (``{key: {"trained": ..., "evaluated": ...}}``, said in one
+    line). A full data config of another class (``data=...``) replaces the saved settings; a checkpoint that
+    stored none (p2p before 0.2) is evaluated under ``given``, with a note."""
+    given_d = plain(given) or {}
+    if not saved:
+        if "_target_" not in given_d:
+            raise ConfigError(f"{where} does not record its data settings (written by an older p2p): name "
+                              "the data, e.g. data=facades data.root=/data/facades")  # fmt: skip
+        return given, {"note": "the checkpoint does not record its data settings: evaluated as data says"}
+    cls = get_class(given_d.get("_target_") or saved["_target_"])
+    if cls not in DATA_SCHEMAS:
+        raise ConfigError(f"data._target_: {cls.__qualname__} is not one of p2p's data modules")
+    base = saved if get_class(saved["_target_"]) is cls else {}
+    node = OmegaConf.structured(DATA_SCHEMAS[cls])
+    known = set(node.keys())
+    try:
+        node = OmegaConf.merge(node, {k: v for k, v in base.items() if k in known and k != "_target_"},
+                               {k: v for k, v in given_d.items() if k != "_target_"})  # fmt: skip
+    except OmegaConfBaseException as e:
+        near = difflib.get_close_matches(str(e.full_key), known, n=1)
+        hint = (
+            f"did you mean {near[0]!r}?"
+            if near
+            else f"{cls.__qualname__} takes {sorted(known - {'_target_'})}"
+        )
+        raise ConfigError(f"data.{e.full_key}: {str(e.msg).splitlines()[0]}; {hint}") from None
+    assert isinstance(node, DictConfig)
+    if "crop_size" in given_d and "load_size" not in given_d and base.get("crop_size"):
+        # another resolution: the training's resize-then-crop ratio kept (test images go straight to crop_size,
+        # but the data module keeps load_size >= crop_size)
+        node.load_size = round(base["load_size"] * node.crop_size / base["crop_size"])
+    settings = plain(node)
+    changes = {
+        k: {"trained": saved.get(k), "evaluated": settings.get(k)}
+        for k in sorted(set(saved) | set(settings))
+        if k not in _LOADING_KEYS and k != "_target_" and saved.get(k) != settings.get(k)
+    }
+    if changes:
+        log.warning(
+            "evaluating %s with data settings it was not trained with: %s",
+            where,
+            ", ".join(f"{k}={c['evaluated']} (trained: {c['trained']})" for k, c in changes.items()),
+        )
+    return node, changes
 
 
 def evaluate_model(
-    model: Any, cfg: DictConfig, out_dir: str | Path, checkpoint: Any = None
+    model: Any,
+    cfg: DictConfig,
+    out_dir: str | Path,
+    checkpoint: Any = None,
+    data_changes: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Evaluate a ``Pix2Pix`` module (its generator ``model.G``); ``checkpoint`` (a path) is only recorded."""
+    """Evaluate a ``Pix2Pix`` module (its generator ``model.G``); ``checkpoint`` (a path) is only recorded,
+    and ``data_changes`` (`data_config`) too."""
     checkpoint = str(checkpoint) if checkpoint else None
     t0 = time.time()
     cfg = eval_settings(cfg)
@@ -160,6 +234,11 @@ def evaluate_model(
         result["choices"] = {k: v for k, v in choices.items() if not k.startswith("hydra")}
     if ablation := cfg.get("ablation"):
         result["ablation"] = OmegaConf.to_container(ablation, resolve=True)
+    if data_changes:
+        if note := data_changes.pop("note", None):
+            notes["data"] = note
+        if data_changes:
+            result["data_changes"] = data_changes  # what the model saw differently from its training
     if notes:
         result["notes"] = notes
     _save(result, samples, Path(out_dir), split)

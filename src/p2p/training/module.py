@@ -116,6 +116,11 @@ class Pix2Pix(L.LightningModule):
 
     # --- speed (p2p.perf): layout and compilation change how the networks run, never what they compute ----
     def setup(self, stage: str) -> None:
+        settings = getattr(getattr(self.trainer, "datamodule", None), "settings", None)  # p2p's data modules
+        if stage == "fit" and callable(settings) and isinstance(self.G, GeneratorHubMixin):
+            # what shaped the training images, kept with G (checkpoints, save_pretrained): p2p-eval rebuilds
+            # the data from it, so a model trained at 128x128 is scored at 128x128 (p2p.runs.eval)
+            set_metadata(self.G, data=settings())
         device = self.trainer.strategy.root_device.type  # setup runs before the move to the device
         self.guard.resolve(device)  # check_finite=auto: per step on CPU, deferred on CUDA
         self.channels_last = resolve_channels_last(self.channels_last_option, device)
@@ -185,6 +190,12 @@ class Pix2Pix(L.LightningModule):
         # builder defaults of the p2p version that reads it
         if isinstance(self.G, GeneratorHubMixin):  # p2p's generators (a user's own may not describe itself)
             checkpoint["p2p"] = {"generator": generator_config(self.G), "version": p2p_version()}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # the metadata recorded with G (its data settings, above) comes back with the checkpoint
+        saved = (checkpoint.get("p2p") or {}).get("generator") or {}
+        if "data" in saved and isinstance(self.G, GeneratorHubMixin):
+            set_metadata(self.G, data=saved["data"])
 
     def on_train_end(self) -> None:
         self.guard.check(self, "at the end of training")
