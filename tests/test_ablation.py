@@ -17,7 +17,7 @@ from conftest import FACADES
 from p2p.cli.report import main as report_main
 from p2p.config import config_dir
 from p2p.errors import InputNotFoundError
-from p2p.runs.report import markdown
+from p2p.runs.report import find_runs, markdown
 
 SWEEPS = {
     "ablation_loss": {"loss": "l1,gan,cgan,l1_gan,l1_cgan"},
@@ -125,3 +125,44 @@ def test_launchers_run_a_two_run_sweep(launcher: str, tmp_path: Path) -> None:
         "+metrics=[l1,psnr]", f"hydra.sweep.dir={sweep}", cwd=tmp_path)  # fmt: skip
     done = {json.loads(p.read_text())["choices"]["loss"] for p in sweep.glob("*/metrics.json")}
     assert done == {"l1", "l1_cgan"}
+
+
+def seeded_run(sweep: Path, num: int, loss: str, seed: int, fid: float, acc: float) -> None:
+    """A run of a ``seed=1,2,3`` sweep: metrics.json and Hydra's record of its overrides."""
+    fake_run(sweep, num, loss, fid=fid)
+    run = sweep / f"{num}_loss={loss}"
+    metrics = json.loads((run / "metrics.json").read_text())
+    (run / "metrics.json").write_text(json.dumps({**metrics, "fcn_pixel_acc": acc}))
+    (run / ".hydra").mkdir()
+    (run / ".hydra" / "overrides.yaml").write_text(
+        f"- loss={loss}\n- experiment=ablation_loss\n- seed={seed}\n- data.seed=$\\{{seed\\}}\n"
+    )
+
+
+def test_report_groups_seeds_into_mean_and_std_and_marks_real_differences(tmp_path: Path) -> None:
+    # l1 and l1_cgan: FIDs far apart for their spread; gan and l1_cgan: per-pixel accuracies within it
+    runs = {"l1": ([200.0, 210.0, 205.0], [0.50, 0.52, 0.54]), "gan": ([300.0, 310.0, 320.0], [0.40, 0.60, 0.50]),
+            "l1_cgan": ([100.0, 104.0, 102.0], [0.55, 0.56, 0.57])}  # fmt: skip
+    num = 0
+    for loss, (fids, accs) in runs.items():
+        for seed, (fid, acc) in enumerate(zip(fids, accs), start=1):
+            seeded_run(tmp_path, num, loss, seed, fid, acc)
+            num += 1
+    md = markdown(find_runs(tmp_path)[0])
+    table = md.split("\n\n")[1]  # the paper's table (the colour table follows further down)
+    rows = [line.split(" | ") for line in table.splitlines() if line.startswith("| ")]
+    assert rows[0][:3] == ["| Loss", "Seeds", "Per-pixel acc."]
+    assert [r[0][2:] for r in rows[1:]] == ["L1", "GAN", "L1+cGAN", "Ground truth"]  # one row per variant
+    assert rows[1][1] == "1, 2, 3" and rows[1][2] == "0.52 ± 0.02" and rows[1][5] == "205.0 ± 5.0"
+    assert rows[3][5] == "102.0 ± 2.0"
+    fid = next(line for line in md.splitlines() if line.startswith("- FID:"))
+    assert fid == "- FID: L1+cGAN (102.0) > L1 (205.0) > GAN (310.0)"  # lower is better, all separated
+    acc = next(line for line in md.splitlines() if line.startswith("- Per-pixel acc.:"))
+    assert acc == "- Per-pixel acc.: L1+cGAN (0.56) > L1 (0.52) ≈ GAN (0.50)"  # GAN's std 0.10 overlaps
+
+
+def test_report_without_repeated_seeds_keeps_one_value_per_cell(tmp_path: Path) -> None:
+    for num, loss in enumerate(["l1", "l1_cgan"]):
+        seeded_run(tmp_path, num, loss, seed=1, fid=100.0 + num, acc=0.5)
+    md = markdown(find_runs(tmp_path)[0])
+    assert "Seeds" not in md and "±" not in md and "| L1 | 0.50 |" in md

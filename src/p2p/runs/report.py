@@ -13,12 +13,16 @@ each variant, ground truth) into the sweep folder.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
+import statistics
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from omegaconf import OmegaConf
 from PIL import Image, ImageDraw
 
 from p2p.errors import DataError, InputNotFoundError
@@ -51,6 +55,11 @@ COLUMNS = [
     ("psnr", "PSNR", "{:.2f}"),
     ("ssim", "SSIM", "{:.3f}"),
 ]
+# which way is better, for the orderings under the table
+HIGHER_IS_BETTER = {"fcn_pixel_acc", "fcn_class_acc", "fcn_class_iou", "psnr", "ssim", "color_hist_L",
+                    "color_hist_a", "color_hist_b"}  # fmt: skip
+# the keys that tell repeated runs of one variant apart (`group_runs`)
+SEED_KEYS = ("seed", "data.seed")
 COLOR_COLUMNS = [
     ("color_hist_L", "L", "{:.3f}"),
     ("color_hist_a", "a", "{:.3f}"),
@@ -94,8 +103,74 @@ def variant_label(run_dir: Path, m: dict[str, Any]) -> str:
     return first + (f" ({', '.join(rest)})" if rest else "")
 
 
+@dataclass
+class Variant:
+    """The runs of one variant: the same config but for its seeds (`SEED_KEYS`)."""
+
+    label: str
+    runs: list[tuple[Path, dict[str, Any]]] = field(default_factory=list)
+    seeds: list[Any] = field(default_factory=list)
+
+    def values(self, key: str) -> list[float]:
+        return [float(m[key]) for _, m in self.runs if m.get(key) is not None]
+
+    def mean_std(self, key: str) -> tuple[float, float] | None:
+        vals = self.values(key)
+        if not vals:
+            return None
+        return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
+
+
+def _overrides(run_dir: Path) -> list[str] | None:
+    """The run's command-line overrides as Hydra recorded them (``.hydra/overrides.yaml``), if it did."""
+    path = run_dir / ".hydra" / "overrides.yaml"
+    return [str(o) for o in OmegaConf.load(path)] if path.is_file() else None  # type: ignore[union-attr]
+
+
+def _key(override: str) -> str:
+    return override.lstrip("+~").partition("=")[0]
+
+
+def group_runs(runs: list[tuple[Path, dict[str, Any]]]) -> list[Variant]:
+    """Runs that differ only by their seeds (``seed=1,2,3`` in a sweep) as one variant each, in job order.
+    Runs without Hydra's record of their overrides are grouped by their variant label."""
+    groups: dict[tuple[str, ...], Variant] = {}
+    for d, m in runs:
+        overrides = _overrides(d)
+        seed = None
+        if overrides is None:
+            ident: tuple[str, ...] = ("label", variant_label(d, m))
+        else:
+            ident = tuple(sorted(o for o in overrides if _key(o) not in SEED_KEYS))
+            seed = next((o.partition("=")[2] for o in overrides if _key(o) == "seed"), None)
+        variant = groups.setdefault(ident, Variant(variant_label(d, m)))
+        variant.runs.append((d, m))
+        variant.seeds.append(seed)
+    return list(groups.values())
+
+
 def _fmt(v: Any, fmt: str) -> str:
     return "—" if v is None else fmt.format(v)
+
+
+def _cell(variant: Variant, key: str, fmt: str, spread: bool) -> str:
+    ms = variant.mean_std(key)
+    if ms is None:
+        return "—"
+    return f"{fmt.format(ms[0])} ± {fmt.format(ms[1])}" if spread else fmt.format(ms[0])
+
+
+def ordering(variants: list[Variant], key: str, fmt: str) -> str | None:
+    """The variants from best to worst by their mean of ``key``; ``>`` where two neighbours' mean ± std
+    intervals do not overlap (the difference exceeds the seeds' spread), ``≈`` where they do."""
+    scored = [(v, ms) for v in variants if (ms := v.mean_std(key)) is not None]
+    if len(scored) < 2:
+        return None
+    scored.sort(key=lambda t: t[1][0], reverse=key in HIGHER_IS_BETTER)
+    text = f"{scored[0][0].label} ({fmt.format(scored[0][1][0])})"
+    for (_, (m0, s0)), (v, (m1, s1)) in itertools.pairwise(scored):
+        text += (" > " if abs(m0 - m1) > s0 + s1 else " ≈ ") + f"{v.label} ({fmt.format(m1)})"
+    return text
 
 
 def markdown(runs: list[tuple[Path, dict[str, Any]]], missing: Sequence[Path] = ()) -> str:
@@ -103,6 +178,8 @@ def markdown(runs: list[tuple[Path, dict[str, Any]]], missing: Sequence[Path] = 
         raise InputNotFoundError(
             "no run with a metrics.json: train with an experiment=ablation_* sweep, or run p2p-eval"
         )
+    variants = group_runs(runs)
+    seeded = any(len(v.runs) > 1 for v in variants)  # mean ± std over seeds, and a "Seeds" column
     first = runs[0][1]
     name = (first.get("ablation") or {}).get("name", "")
     res = "x".join(str(s) for s in first.get("resolution") or [])
@@ -110,15 +187,25 @@ def markdown(runs: list[tuple[Path, dict[str, Any]]], missing: Sequence[Path] = 
         f"**{first.get('dataset')}**, {first.get('split')} split: {first.get('num_images')} images at {res}, "
         f"inference={first.get('inference')}",
         "",
-        "| " + " | ".join([FIRST_COLUMN.get(name, "Variant")] + [c[1] for c in COLUMNS]) + " |",
-        "|---" * (len(COLUMNS) + 1) + "|",
+        "| "
+        + " | ".join([FIRST_COLUMN.get(name, "Variant")] + ["Seeds"] * seeded + [c[1] for c in COLUMNS])
+        + " |",
+        "|---" * (len(COLUMNS) + 1 + seeded) + "|",
     ]
-    for d, m in runs:
-        lines.append(
-            "| " + " | ".join([variant_label(d, m)] + [_fmt(m.get(k), f) for k, _, f in COLUMNS]) + " |"
-        )
-    real = [m.get(f"fcn_real_{k}") for k in ("pixel_acc", "class_acc", "class_iou")]
-    lines.append("| Ground truth | " + " | ".join(_fmt(v, "{:.2f}") for v in real) + " | — | — | — | — |")
+    for v in variants:
+        seeds = [", ".join(str(s) for s in v.seeds if s is not None) or str(len(v.runs))] * seeded
+        cells = [_cell(v, k, f, seeded) for k, _, f in COLUMNS]
+        lines.append("| " + " | ".join([v.label, *seeds, *cells]) + " |")
+    # the segmenter on the real photos: the same for every run that used the same segmenter
+    real = [runs[-1][1].get(f"fcn_real_{k}") for k in ("pixel_acc", "class_acc", "class_iou")]
+    lines.append("| Ground truth | " + " | ".join(["—"] * seeded + [_fmt(v, "{:.2f}") for v in real])
+                 + " | — | — | — | — |")  # fmt: skip
+    if seeded:
+        lines += ["", "Mean ± standard deviation over the seeds. Best to worst by the mean; `>`: the two "
+                  "neighbours' mean ± std intervals do not overlap (beyond the seeds' spread), `≈`: they do.", ""]  # fmt: skip
+        for k, title, f in COLUMNS:
+            if (text := ordering(variants, k, f)) is not None:
+                lines.append(f"- {title}: {text}")
     protocols = {(m.get("dataset"), m.get("num_images"), tuple(m.get("resolution") or ()), m.get("inference"))
                  for _, m in runs}  # fmt: skip
     if len(protocols) > 1:
@@ -132,11 +219,9 @@ def markdown(runs: list[tuple[Path, dict[str, Any]]], missing: Sequence[Path] = 
     if any(m.get("color_hist_L") is not None for _, m in runs):
         lines += ["", "Colour distributions (Table 5): histogram intersection of Lab channels with the real photos",
                   "", "| Variant | " + " | ".join(c[1] for c in COLOR_COLUMNS) + " |", "|---" * 4 + "|"]  # fmt: skip
-        for d, m in runs:
+        for v in variants:
             lines.append(
-                "| "
-                + " | ".join([variant_label(d, m)] + [_fmt(m.get(k), f) for k, _, f in COLOR_COLUMNS])
-                + " |"
+                "| " + " | ".join([v.label] + [_cell(v, k, f, seeded) for k, _, f in COLOR_COLUMNS]) + " |"
             )
     if missing:
         lines += [
@@ -183,7 +268,7 @@ def report(sweep_dir: str | Path, num_images: int = 4, out_dir: str | Path | Non
     md = markdown(runs, missing)
     out = Path(out_dir).expanduser() if out_dir else sweep_dir
     out.mkdir(parents=True, exist_ok=True)
-    fig = figure(runs, num_images)
+    fig = figure([v.runs[0] for v in group_runs(runs)], num_images)  # one column per variant (its first seed)
     if fig is not None:
         fig.save(out / "report.png")
         md += "\n![same test inputs through every variant](report.png)\n"
