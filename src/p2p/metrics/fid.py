@@ -46,6 +46,15 @@ def inception_weights_path() -> Path:
     return path
 
 
+def fid_unavailable() -> str | None:
+    """Why FID/KID cannot be computed here (the extra that ships the Inception is missing), else None."""
+    try:
+        inception_weights_path()
+    except (ModuleNotFoundError, FileNotFoundError) as e:
+        return str(e)
+    return None
+
+
 @functools.cache
 def _load_inception() -> torch.jit.ScriptModule:
     with warnings.catch_warnings():

@@ -32,6 +32,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
+from rich.progress import track
 from torch.utils.data import DataLoader, Subset
 from torchvision.utils import save_image
 
@@ -44,7 +45,7 @@ from p2p.io import atomic_save, atomic_write_text, cache_root
 from p2p.io.tasks import in_hole, output_rgb, views
 from p2p.metrics import METRICS, Scores, finite_or_none
 from p2p.metrics.fcn import FcnScorer, FcnSettings, dataset_identity, label_layout, plain_dataset
-from p2p.metrics.fid import FidKid
+from p2p.metrics.fid import FidKid, fid_unavailable
 from p2p.metrics.hole import HoleScores
 from p2p.models.hub import generator_config
 from p2p.training import Pix2Pix
@@ -184,6 +185,19 @@ def evaluate_model(
     loader = DataLoader(dataset, batch_size=dm.batch_size, num_workers=dm.num_workers, shuffle=False)
 
     notes: dict[str, str] = {}
+    if {"fid", "kid"} & set(wanted) and (missing := fid_unavailable()):
+        wanted = [m for m in wanted if m not in ("fid", "kid")]  # said now, not after the work is done
+        notes["fid"] = missing
+        log.warning("FID/KID skipped: %s", missing)
+    use_fid = bool({"fid", "kid"} & set(wanted))
+    features_path = _real_features_path(dm, dataset, split, cfg) if use_fid else None
+    log.info(
+        "evaluating %d images of %s (%s split, %s inference): %s%s",
+        len(dataset), getattr(dm, "name", type(dm).__name__), split, mode, ", ".join(wanted),
+        "" if features_path is None else
+        ("; real-image FID features cached" if features_path.is_file() else
+         f"; FID features of the {len(dataset)} real images computed once, then cached"),
+    )  # fmt: skip
     fcn = None
     if "fcn" in wanted:
         fcn, why = _fcn_scorer(dm, cfg, device)
@@ -192,15 +206,15 @@ def evaluate_model(
             log.info("FCN-score skipped: %s", why)
         else:
             fcn.to(device)
-    use_fid = bool({"fid", "kid"} & set(wanted))
-    scores = Scores(wanted, device, fcn, _real_features(dm, dataset, split, cfg, device) if use_fid else None)
+    real = _real_features(dm, dataset, features_path, device) if features_path is not None else None
+    scores = Scores(wanted, device, fcn, real)
     hole = HoleScores() if task == "inpainting" else None
 
     G = model.G.to(device)
     samples: list[torch.Tensor] = []  # [3, C, H, W]: input, output, target
     torch.manual_seed(cfg.seed if cfg.get("seed") is not None else 0)  # paper mode's dropout
     with torch.no_grad(), inference_mode(G, mode):
-        for batch in loader:
+        for batch in track(loader, "generating and scoring", total=len(loader), transient=True):
             x, y = batch["input"].to(device).float(), batch["target"].to(device).float()
             fake = G(x).float().clamp(-1, 1)
             if hole is not None:
@@ -263,9 +277,9 @@ def _fcn_scorer(dm: Any, cfg: DictConfig, device: torch.device) -> tuple[FcnScor
     return FcnScorer.for_datamodule(dm, settings, device), ""
 
 
-def _real_features(dm: Any, dataset: Any, split: str, cfg: DictConfig, device: torch.device) -> torch.Tensor:
-    """FID features of the real images of the evaluated split, cached: every run of a sweep scores against
-    the same real images, and the FID network is the slow part on a CPU."""
+def _real_features_path(dm: Any, dataset: Any, split: str, cfg: DictConfig) -> Path:
+    """Where the FID features of the evaluated split's real images are cached: every run of a sweep scores
+    against the same real images, and the FID network is the slow part on a CPU."""
     t = dm.eval_transform
     ident = {
         "dataset": dataset_identity(dm, dataset),
@@ -276,13 +290,17 @@ def _real_features(dm: Any, dataset: Any, split: str, cfg: DictConfig, device: t
     }
     key = hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
     name = dm.name if isinstance(getattr(dm, "name", None), str) else "data"
-    path = cache_root(cfg.fcn.get("cache_dir")) / "fid" / f"{name}-{split}-{key}.pt"
+    return cache_root(cfg.fcn.get("cache_dir")) / "fid" / f"{name}-{split}-{key}.pt"
+
+
+def _real_features(dm: Any, dataset: Any, path: Path, device: torch.device) -> torch.Tensor:
     if path.is_file():
         return torch.load(path, map_location="cpu", weights_only=True)
     fidkid = FidKid(device)
     loader = DataLoader(dataset, batch_size=dm.batch_size, num_workers=dm.num_workers, shuffle=False)
     task = getattr(dm, "task", None)  # photo tasks: the target as an image (colorization: L + ab)
-    feats = torch.cat([fidkid.features(output_rgb(task, b["input"], b["target"])) for b in loader])
+    feats = torch.cat([fidkid.features(output_rgb(task, b["input"], b["target"]))
+                       for b in track(loader, "FID features of the real images", total=len(loader), transient=True)])  # fmt: skip
     atomic_save(feats, path)  # parallel runs of a sweep never read half a file
     return feats
 
