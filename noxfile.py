@@ -1,10 +1,14 @@
-"""Developer sessions: ``nox -s tests lint typecheck build notebooks bench`` (``nox -l`` lists them).
+"""Developer sessions: ``nox -s tests lint typecheck build notebooks bench minimum`` (``nox -l`` lists them).
 
 Every session installs with ``constraints.txt``, which pins torch and torchvision to a pair that imports
 together (see DEVELOPERS.md); pyproject.toml itself keeps loose ranges for users.
 """
 
 from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
 
 import nox
 
@@ -65,3 +69,27 @@ def bench(session: nox.Session) -> None:
     """p2p-bench on the paper recipe; pass overrides after --, e.g. ``nox -s bench -- data.root=...``."""
     session.install(*CONSTRAINTS, "-e", ".[dev]")
     session.run("p2p-bench", "model=unet_patch70", *session.posargs)
+
+
+def floors() -> list[str]:
+    """``name==X`` for every ``name>=X`` among p2p's own dependencies (pyproject.toml)."""
+    deps = tomllib.loads(Path("pyproject.toml").read_text())["project"]["dependencies"]
+    return [f"{m[1]}=={m[2]}" for d in deps if (m := re.match(r"([A-Za-z0-9_.-]+)\s*>=\s*([^,;\s]+)", d))]
+
+
+# the fast tests of what the core dependencies serve (the extras' tests need the extras)
+MINIMUM_TESTS = ["tests/test_models.py", "tests/test_hub.py", "tests/test_compat.py", "tests/test_data.py",
+                 "tests/test_module.py", "tests/test_train.py", "tests/test_translate.py", "tests/test_eval.py",
+                 "tests/test_reliability_config.py"]  # fmt: skip
+
+
+@nox.session(python="3.11")
+def minimum(session: nox.Session) -> None:
+    """The lowest versions pyproject.toml allows, each floor pinned, then the fast tests: every lower bound
+    is one a test has run. (Not with constraints.txt: the floors are the pins.)"""
+    pins = Path(session.create_tmp()) / "floors.txt"
+    pins.write_text("\n".join(floors()) + "\n")
+    session.install("-c", str(pins), "-e", ".", "pytest", "hypothesis")
+    session.run("python", "-m", "pip", "list")
+    session.run("pytest", "-q", "-m", "not slow and not gpu", *(session.posargs or MINIMUM_TESTS),
+                env={"WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1"})  # fmt: skip
