@@ -42,7 +42,7 @@ from p2p.metrics import METRICS, Scores, finite_or_none
 from p2p.metrics.fcn import FcnScorer, FcnSettings, dataset_identity, label_layout, plain_dataset
 from p2p.metrics.fid import FidKid
 from p2p.metrics.hole import HoleScores
-from p2p.training import Pix2Pix
+from p2p.training import Pix2Pix, is_generator_only
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,10 @@ def evaluate_checkpoint(ckpt_path: str | Path, cfg: DictConfig, out_dir: str | P
     """Evaluate one checkpoint as ``cfg`` says (keys of conf/eval.yaml); returns and saves the metrics."""
     if not Path(ckpt_path).is_file():
         raise CheckpointNotFoundError(f"ckpt_path {ckpt_path} does not exist")
-    model = Pix2Pix.load_from_checkpoint(str(ckpt_path), map_location="cpu")
+    # a best file (p2p.training.best) holds G alone: D is built from the hyperparameters and left untrained
+    peek = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
+    strict = not (isinstance(peek, dict) and is_generator_only(peek))
+    model = Pix2Pix.load_from_checkpoint(str(ckpt_path), map_location="cpu", strict=strict)
     return evaluate_model(model, cfg, out_dir, checkpoint=str(ckpt_path))
 
 
