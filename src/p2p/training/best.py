@@ -91,12 +91,10 @@ class GeneratorCheckpoint(ModelCheckpoint):
     @override
     def on_save_checkpoint(
         self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
-    ) -> dict[str, Any] | None:
-        if (
-            not self._own_save and self.last_model_path
-        ):  # someone else (a pre-emption save) writes a checkpoint
+    ) -> None:
+        # a checkpoint written by someone else (a pre-emption save) may overwrite last.ckpt
+        if not self._own_save and self.last_model_path:
             self._materialize_links(trainer, self.last_model_path)
-        return None
 
     @override
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
