@@ -61,6 +61,7 @@ class GeneratorCheckpoint(ModelCheckpoint):
         self.dtype = check_choice("dtype", dtype, tuple(DTYPES))
         self._pending: list[str] = []  # best files of this step, linked once last.ckpt is written
         self._own_save = False
+        self.best_metrics: dict[str, float] = {}  # the newest best's epoch (from 1) and val metrics, this fit
 
     # --- last.ckpt every time, best files generator-only ------------------------------------------------
     @override
@@ -72,6 +73,10 @@ class GeneratorCheckpoint(ModelCheckpoint):
     @override
     def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
         if not self._is_last(filepath):
+            if filepath == self.best_model_path:
+                self.best_metrics = {"epoch": trainer.current_epoch + 1} | {
+                    k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")
+                }
             if self.save_last and self.dtype == "float32":
                 self._pending.append(filepath)  # the same weights go into last.ckpt next: link to it then
                 self._last_global_step_saved, self._last_checkpoint_saved = trainer.global_step, filepath
