@@ -4,6 +4,7 @@ generator alone, every command that takes a checkpoint takes it, and a best that
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from p2p.cli.export import main as export_main
 from p2p.cli.translate import main as translate_main
 from p2p.runs.eval import evaluate
 from p2p.runs.train import train
+from test_reliability_resume import SignalSelf
 
 # monitor=step, mode=min: the best is the first epoch, whatever the losses
 FIRST_IS_BEST = ["callbacks.model_checkpoint.monitor=step", "callbacks.model_checkpoint.mode=min"]
@@ -87,3 +89,23 @@ def test_bfloat16_best_is_half_the_size_and_loads(tmp_path: Path) -> None:
     assert {v.dtype for v in best["state_dict"].values() if v.is_floating_point()} == {torch.bfloat16}
     G = p2p.load_generator(result["best_ckpt"])
     assert next(G.parameters()).dtype == torch.float32  # read into a float32 network
+
+
+def test_a_preemption_save_turns_the_link_into_the_generator_first(tmp_path: Path) -> None:
+    """PreemptionCheckpoint writes last.ckpt itself (mid-epoch): the best link must not follow it there."""
+    one_epoch = ["debug=smoke", "logger=none", *FIRST_IS_BEST]
+    last = Path(train(compose_train(one_epoch, tmp_path))["last_ckpt"])
+    best = last.parent / "best_epoch000.ckpt"
+    assert best.is_symlink()
+    epoch0 = load(last)["state_dict"]
+    signal_self = [f"+callbacks.signal_self._target_={SignalSelf.__module__}.SignalSelf",
+                   f"+callbacks.signal_self.signum={int(signal.SIGUSR1)}", "+callbacks.signal_self.at_batch=1"]  # fmt: skip
+    cfg = compose_train([*one_epoch, "trainer.max_epochs=2", "model.optim.n_epochs=2", f"ckpt_path={last}", "trainer.limit_train_batches=4",
+                         *signal_self], tmp_path)  # fmt: skip
+    with pytest.raises(SystemExit):
+        train(cfg)
+    saved = load(last)  # the pre-emption save, mid-epoch 1 (2 of 4 batches: a D and a G step each)
+    assert saved["epoch"] == 1 and saved["global_step"] == 8
+    assert not best.is_symlink()
+    b = load(best)
+    assert b["epoch"] == 0 and all(torch.equal(v, epoch0[k]) for k, v in b["state_dict"].items())
