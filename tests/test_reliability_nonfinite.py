@@ -109,10 +109,10 @@ def tensors(obj: Any) -> list[torch.Tensor]:
 @pytest.mark.parametrize(
     ("overrides", "found"),
     [
-        (["callbacks.model_checkpoint.monitor=null"], "4 and 8: loss_d, loss_g_gan, loss_g_l1, found before writing "
-         "a checkpoint (epoch 1)"),  # a checkpoint every epoch: epoch 1's must not be written
-        ([], "4 and 12: loss_d, loss_g_gan, loss_g_l1, found at the end of training"),  # Lightning saves no
-        # best (val/l1 is NaN) and so no last: the run must still not end as if it had trained
+        (["callbacks.model_checkpoint.monitor=null"], "non-finite loss between global steps 4 and 8: loss_d, "
+         "loss_g_gan, loss_g_l1, found before writing a checkpoint (epoch 1)"),  # epoch 1's must not be written
+        ([], "non-finite values in the checkpoint to be written at global step 8"),  # no best (val/l1 is NaN),
+        # but last.ckpt is written every epoch (p2p.training.best): its check stops the run
     ],
     ids=["checkpoint_each_epoch", "best_by_val_l1"],
 )  # fmt: skip
@@ -132,15 +132,17 @@ def test_deferred_checks_stop_the_run_before_a_checkpoint_with_nonfinite_weights
     with pytest.raises(NonFiniteLossError) as error:
         train(cfg)
     # epoch 0 (2 batches, a D and a G step each) ended with a checkpoint whose read found all finite
-    assert f"non-finite loss between global steps {found}" in str(error.value)
+    assert found in str(error.value)
     assert "the checkpoints on disk are intact" in str(error.value)
     ckpts = sorted((tmp_path / "checkpoints").glob("*.ckpt"))
     assert ckpts, "epoch 0 should have written its checkpoints"
     for path in ckpts:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
         assert ckpt["epoch"] == 0, path.name
-        state = tensors([ckpt["state_dict"], ckpt["optimizer_states"]])  # (ModelCheckpoint's own state
-        assert len(state) > 100  # holds an inf: the worst score so far, with monitor=null)
+        # best files hold G alone (p2p.training.best); ModelCheckpoint's own state holds an inf (the worst
+        # score so far, with monitor=null), so only weights and moments are looked at
+        state = tensors([ckpt["state_dict"], ckpt.get("optimizer_states", [])])
+        assert len(state) > 50
         bad = [t for t in state if t.is_floating_point() and not torch.isfinite(t).all()]
         assert not bad, f"{path.name} holds {len(bad)} non-finite weights or optimiser moments"
 

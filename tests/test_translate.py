@@ -147,3 +147,25 @@ def test_paper_mode_uses_each_images_own_statistics() -> None:
     assert torch.allclose(together, alone, atol=1e-6)
     assert not torch.allclose(together, p2p.Translator(G, device="cpu", inference="eval")(x), atol=1e-3)
     assert [m.training for m in G.modules()] == before  # the modes leave the model as they found it
+
+
+@pytest.mark.parametrize("columns", [80, 60])
+def test_list_pretrained_shows_whole_tags(
+    columns: int, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tags are what one types after --checkpoint: none cut ("facades_…") or wrapped, in 80 columns."""
+    monkeypatch.setenv("COLUMNS", str(columns))
+    assert exit_code(main, ["--list-pretrained"]) == 0
+    out = capsys.readouterr().out
+    assert max(map(len, out.splitlines())) <= columns
+    shown = {line.split("│")[1].strip() for line in out.splitlines() if line.startswith("│")}
+    assert set(p2p.list_models(pretrained=True)) <= shown
+    assert "…" not in out
+
+
+def test_usage_names_list_pretrained(capsys: pytest.CaptureFixture[str]) -> None:
+    assert exit_code(main, []) == 2
+    err = capsys.readouterr().err
+    assert "p2p-translate --list-pretrained" in err
+    usage = [line for line in err.splitlines() if not line.startswith("p2p-translate: error")]
+    assert max(map(len, usage)) <= 80

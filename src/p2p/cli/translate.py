@@ -144,6 +144,8 @@ def load_mask(path: str | None, photo_task: str | None) -> Image.Image | None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="p2p-translate",
+        usage="%(prog)s --checkpoint SRC --input IMG... --output DIR [options]\n"
+        "       %(prog)s --list-pretrained",
         description="Translate images with a pix2pix generator; outputs keep the inputs' names and sizes.",
         epilog="p2p-translate --list-pretrained prints the zoo's tags with their metadata.",
     )
@@ -168,11 +170,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", default=None, help='JSON architecture override, e.g. \'{"norm": "instance"}\'')
     p.add_argument("--allow-pickle", action="store_true", help="permit full unpickling (trusted files only)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--list-pretrained", action="store_true", help="print the zoo's tags (for --checkpoint) and exit"
+    )
     return p
 
 
 def list_pretrained_table() -> None:
-    table = Table("name (--checkpoint NAME)", "task", "inference", title="pretrained generators")
+    table = Table(title="pretrained generators")
+    # the tags are typed: never cut or wrapped, the task column wraps instead
+    table.add_column(
+        "name (--checkpoint NAME)", no_wrap=True, min_width=max(map(len, zoo.names()), default=0)
+    )
+    table.add_column("task", ratio=1)
+    table.add_column("inference", no_wrap=True)
     for name in zoo.names():
         e = zoo.find(name)
         assert e is not None

@@ -239,7 +239,9 @@ class PairedDataModule(PairsDataModule):
             return self.val_split
         if split_folders(root, "val"):
             return "val"
-        log.info("no 'val' split in %s: validating on the %r split", root, self.test_split)
+        if not getattr(self, "_said_no_val", False):  # asked once per stage: say it once
+            log.info("no 'val' split in data.root: validating on the %r split", self.test_split)
+            self._said_no_val = True
         return self.test_split
 
     def _dataset(self, root: Path, split: str, train: bool) -> PairedImageDataset:

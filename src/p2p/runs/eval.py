@@ -24,6 +24,7 @@ import hashlib
 import json
 import logging
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,7 @@ from p2p.metrics.fcn import FcnScorer, FcnSettings, dataset_identity, label_layo
 from p2p.metrics.fid import FidKid, fid_unavailable
 from p2p.metrics.hole import HoleScores
 from p2p.models.hub import generator_config
-from p2p.training import Pix2Pix
+from p2p.training import Pix2Pix, is_generator_only
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,15 @@ def evaluate_checkpoint(ckpt_path: str | Path, cfg: DictConfig, out_dir: str | P
     ``cfg.data`` put over them (`data_config`)."""
     if not Path(ckpt_path).is_file():
         raise CheckpointNotFoundError(f"ckpt_path {ckpt_path} does not exist")
-    model = Pix2Pix.load_from_checkpoint(str(ckpt_path), map_location="cpu")
+    # a best file (p2p.training.best) holds G alone: D is built from the hyperparameters and left untrained
+    peek = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
+    strict = not (isinstance(peek, dict) and is_generator_only(peek))
+    with warnings.catch_warnings():  # Lightning names D's keys missing from a G-only file: as intended
+        if not strict:
+            warnings.filterwarnings(
+                "ignore", message="Found keys that are in the model state dict but not in"
+            )
+        model = Pix2Pix.load_from_checkpoint(str(ckpt_path), map_location="cpu", strict=strict)
     cfg = eval_settings(cfg)
     with open_dict(cfg):
         cfg.max_samples = cfg.max_samples  # resolved now: it follows the data keys given, not the stored ones

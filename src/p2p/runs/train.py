@@ -4,6 +4,7 @@ and notebooks call it directly)."""
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import lightning as L
@@ -12,12 +13,14 @@ from omegaconf import DictConfig
 from p2p.config import check_config
 from p2p.config.build import build_datamodule, build_module, build_trainer
 from p2p.runs.eval import evaluate_model
+from p2p.training.console import quiet_third_party, run_summary
 
 log = logging.getLogger(__name__)
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train pix2pix as ``cfg`` says; returns the final metrics and where the checkpoints are."""
+    quiet_third_party()  # third-party messages that say nothing about the run (p2p.training.console)
     check_config(cfg)  # every config problem at once, before any data is read (p2p.config.check)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
@@ -25,6 +28,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     model = build_module(cfg)
     trainer = build_trainer(cfg)
     log.info("run folder: %s", trainer.default_root_dir)
+    start = time.monotonic()
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     ckpt = trainer.checkpoint_callback
@@ -35,8 +39,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "last_ckpt": getattr(ckpt, "last_model_path", None),
     }
     if trainer.is_global_zero:
-        log.info("metrics: %s", metrics)
-        log.info("checkpoints: best %s, last %s", result["best_ckpt"], result["last_ckpt"])
+        log.debug("metrics: %s", metrics)
+        best, last = getattr(ckpt, "best_model_path", None), getattr(ckpt, "last_model_path", None)
+        for line in run_summary(trainer, best, last, time.monotonic() - start):
+            log.info(line)
     if cfg.get("eval_after_train") and trainer.is_global_zero:
         # the final model on the test split -> run_dir/metrics.json (p2p-report reads it)
         result["eval"] = evaluate_model(model, cfg, trainer.default_root_dir, checkpoint=result["last_ckpt"])

@@ -6,6 +6,7 @@ Imports the inference, models, io layers below it (and Lightning).
 
 from __future__ import annotations
 
+from p2p.training.best import GeneratorCheckpoint, generator_only, is_generator_only
 from p2p.training.callbacks import PreemptionCheckpoint, RNGState
 from p2p.training.checkpoint_io import AtomicCheckpointIO
 from p2p.training.guard import CHECK_FINITE_MODES, NONFINITE_ACTIONS, NonFiniteGuard
@@ -19,6 +20,7 @@ __all__ = [
     "GAN_MODES",
     "NONFINITE_ACTIONS",
     "AtomicCheckpointIO",
+    "GeneratorCheckpoint",
     "NonFiniteGuard",
     "Objective",
     "Optim",
@@ -27,6 +29,8 @@ __all__ = [
     "RNGState",
     "discriminator_loss",
     "gan_loss",
+    "generator_only",
+    "is_generator_only",
     "log_image",
     "resolve_precision",
 ]
