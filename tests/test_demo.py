@@ -23,7 +23,8 @@ gradio_client = (
     if os.environ.get("CI")
     else pytest.importorskip("gradio_client", reason="the demo extra (pip install p2p[demo])")
 )
-from p2p.demo import translate  # noqa: E402
+from p2p.demo import choose_canvas, translate  # noqa: E402
+from p2p.errors import UsageError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
@@ -49,6 +50,26 @@ def test_translate_is_the_translators_eval_output(tiny_generator: Path) -> None:
     expected = p2p.Translator(G, inference="eval", device="cpu")(img)
     assert label == "tiny" and out.size == (101, 77)
     assert np.array_equal(np.asarray(out), np.asarray(expected))  # same code path: exactly equal
+
+
+def test_inputs_above_the_pixel_budget_are_refused_with_the_budget_named(tiny_generator: Path) -> None:
+    G = p2p.load_generator(tiny_generator)
+    with pytest.raises(UsageError, match=r"40x30 = 1,200 pixels, above the demo's budget of 1,000"):
+        translate({"tiny": G}, label_map(40, 30), max_pixels=1000)
+    [(out, _)] = translate({"tiny": G}, label_map(40, 30).convert("L"), max_pixels=1200)  # grey: converted
+    assert out.size == (40, 30) and out.mode == "RGB"
+
+
+def test_the_canvas_suits_the_model(tiny_generator: Path) -> None:
+    G = p2p.load_generator(tiny_generator)
+    assert choose_canvas({"g": G}, "cityscapes").colors[0] == (128, 64, 128)  # road, train id 0
+    assert choose_canvas({"g": G}, "edges").background == (255, 255, 255)
+    labels = Image.new("RGB", (64, 64), (0, 0, 170))
+    labels.paste((255, 85, 0), (16, 16, 48, 48))
+    derived = choose_canvas({"g": G}, "auto", [labels])  # nothing known: the examples' colours
+    assert set(derived.colors) == {(0, 0, 170), (255, 85, 0)}
+    with pytest.raises(UsageError, match="--palette nope"):
+        choose_canvas({"g": G}, "nope")
 
 
 def free_port() -> int:
@@ -94,6 +115,9 @@ def test_api_returns_the_inputs_size_and_survives_a_bad_upload(server: str, tmp_
         client.predict(handle_file(str(bad)), "eval", 0, 0, api_name="/translate")
     out = client.predict(handle_file(str(good)), "paper", 1, 64, api_name="/translate")  # still serving
     assert Image.open(out).size == (133, 90)
+    # two users at once: the queue serves both
+    jobs = [client.submit(handle_file(str(good)), "eval", 0, 0, api_name="/translate") for _ in range(2)]
+    assert [Image.open(j.result(timeout=120)).size for j in jobs] == [(133, 90)] * 2
 
 
 @pytest.fixture
