@@ -8,6 +8,7 @@ in pyproject.toml, checked by ``lint-imports``):
     config     where the configs live, their schemas, the checks schemas cannot express, building objects
     metrics    evaluation metrics (torchmetrics where it computes the same thing), FID, FCN-score, colour
     training   the LightningModule (the paper's algorithm), objective, callbacks, speed settings
+    demo       the p2p-demo web page (Gradio, the demo extra; not imported by `import p2p`)
     inference  inference modes, Translator (any image size), export, image grids
     data       datasets, transforms, data modules, dataset downloads
     weights    one reader for every weights source; reference-layout conversion; load_generator

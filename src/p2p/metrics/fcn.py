@@ -29,10 +29,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from PIL import Image, ImageFilter
+from PIL import Image
 from torch.utils.data import DataLoader, Subset
 from torchmetrics.classification import MulticlassJaccardIndex
 
+from p2p.data.palettes import CITYSCAPES_COLORS, CITYSCAPES_VOID_COLORS, derive_palette
 from p2p.data.synthetic import PALETTE
 from p2p.io import atomic_save, cache_root
 
@@ -40,22 +41,6 @@ log = logging.getLogger(__name__)
 
 IGNORE = 255  # target class of pixels that are scored nowhere (Cityscapes void)
 VERSION = 1  # bump when training changes, so cached segmenters are retrained
-
-# Cityscapes train ids 0..18 (cityscapesScripts labels.py), in order.
-CITYSCAPES_CLASSES = ["road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
-                      "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "train",
-                      "motorcycle", "bicycle"]  # fmt: skip
-CITYSCAPES_COLORS = [
-    (128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153), (153, 153, 153),
-    (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152), (70, 130, 180), (220, 20, 60),
-    (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100), (0, 80, 100), (0, 0, 230), (119, 11, 32),
-]  # fmt: skip
-# Colours of the void labels (ignored, as in the official evaluation): unlabeled/static, dynamic, ground,
-# parking, rail track, guard rail, bridge, tunnel, caravan, trailer.
-CITYSCAPES_VOID_COLORS = [
-    (0, 0, 0), (111, 74, 0), (81, 0, 81), (250, 170, 160), (230, 150, 140), (180, 165, 180),
-    (150, 100, 100), (150, 120, 90), (0, 0, 90), (0, 0, 110),
-]  # fmt: skip
 
 # Which half of a known dataset holds the label maps (A = left, B = right of the pix2pix A|B files).
 LABEL_SIDE = {"facades": "B", "cityscapes": "B", "synthetic": "A"}
@@ -87,46 +72,6 @@ class FcnSettings:
 
 
 # --- label maps -> classes ------------------------------------------------------------------------------
-def derive_palette(
-    label_maps: Iterable[Image.Image],
-    max_classes: int = 40,
-    min_fraction: float = 2e-4,
-    min_separation: int = 32,
-) -> np.ndarray:
-    """The colours of a colour-coded label map dataset, [K, 3] uint8, most frequent first.
-
-    Only flat pixels count (all channels within 24 levels over a 5x5 window): region interiors hold the
-    true colour, edges hold JPEG ringing and blends. Peaks of their 4-level histogram are taken greedily,
-    each at least ``min_separation`` away from the previous ones, then refined to the mean of the flat
-    pixels nearest to them.
-    """
-    flat = []
-    for img in label_maps:
-        img = img.convert("RGB")
-        spread = np.asarray(img.filter(ImageFilter.MaxFilter(5)), np.int16) - np.asarray(
-            img.filter(ImageFilter.MinFilter(5)), np.int16
-        )
-        flat.append(np.asarray(img)[spread.max(-1) < 24])
-    px = np.concatenate(flat) if flat else np.zeros((0, 3), np.uint8)
-    if len(px) == 0:
-        raise ValueError("no flat label pixels to derive a palette from: are these colour-coded label maps?")
-    bins, counts = np.unique((px.astype(np.int32) + 2) // 4, axis=0, return_counts=True)
-    peaks: list[np.ndarray] = []
-    for i in np.argsort(-counts, kind="stable"):
-        if counts[i] < min_fraction * len(px) or len(peaks) >= max_classes:
-            break
-        colour = np.clip(bins[i] * 4, 0, 255)
-        if all(np.abs(colour - p).max() > min_separation for p in peaks):
-            peaks.append(colour)
-    centers = np.stack(peaks).astype(np.float32)
-    sample = px[:: max(1, len(px) // 200_000)].astype(np.float32)  # refinement needs no more than this
-    nearest = ((sample[:, None] - centers[None]) ** 2).sum(-1).argmin(1)
-    for k in range(len(centers)):
-        if (nearest == k).any():
-            centers[k] = sample[nearest == k].mean(0)
-    return np.clip(np.rint(centers), 0, 255).astype(np.uint8)
-
-
 def colors_to_classes(
     labels: torch.Tensor, palette: torch.Tensor, ignore_colors: torch.Tensor | None = None
 ) -> torch.Tensor:
