@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 
 import numpy as np
 import pytest
@@ -280,12 +281,18 @@ def test_scale_jitter_moves_photo_and_labels_together() -> None:
     assert not torch.equal(y, classes)  # it did move them
 
 
-def test_a_changed_segmenter_version_retrains(tmp_path, monkeypatch) -> None:
-    """The cache key includes fcn.VERSION: a segmenter trained by older code is never reused."""
+def test_a_changed_segmenter_version_retrains(tmp_path, monkeypatch, caplog) -> None:
+    """The cache key includes fcn.VERSION: a segmenter trained by older code is never reused. Training is
+    announced up front: once, roughly how long, and where it is cached."""
     dm = SyntheticDataModule(num_train=8, num_test=2, image_size=32, load_size=32, crop_size=32,
                              batch_size=4, num_workers=0, num_classes=3)  # fmt: skip
     settings = FcnSettings(steps=1, batch_size=4, width=4, cache_dir=str(tmp_path))
-    first = FcnScorer.for_datamodule(dm, settings).meta["path"]
+    with caplog.at_level(logging.INFO, logger="p2p.metrics.fcn"):
+        first = FcnScorer.for_datamodule(dm, settings).meta["path"]
+    assert (
+        f"once (palette: p2p.data.synthetic.PALETTE; 1 steps, on one CPU core: ~1 min), cached at {first}"
+        in (caplog.text)
+    )
     monkeypatch.setattr(fcn_module, "VERSION", fcn_module.VERSION + 1)
     assert FcnScorer.for_datamodule(dm, settings).meta["path"] != first
     assert len(list((tmp_path / "fcn").glob("*.pt"))) == 2
