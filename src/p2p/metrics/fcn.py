@@ -15,6 +15,7 @@ then assigned its nearest palette colour.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -30,7 +31,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
-from torch.utils.data import DataLoader, Subset
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch.utils.data import Subset
 from torchmetrics.classification import MulticlassJaccardIndex
 
 from p2p.data.palettes import CITYSCAPES_COLORS, CITYSCAPES_VOID_COLORS, derive_palette
@@ -40,7 +42,10 @@ from p2p.io import atomic_save, cache_root
 log = logging.getLogger(__name__)
 
 IGNORE = 255  # target class of pixels that are scored nowhere (Cityscapes void)
-VERSION = 1  # bump when training changes, so cached segmenters are retrained
+VERSION = 2  # bump when training changes, so cached segmenters are retrained (2: preloaded, scale jitter)
+# Measured training cost on one core of the shared 2-core CPU (docs/evaluation.md): ~0.25 s per step of
+# 8 crops of 128x128, i.e. ~1.9 s per million pixels; used only for the up-front estimate.
+CPU_SECONDS_PER_MEGAPIXEL = 1.9
 
 # Which half of a known dataset holds the label maps (A = left, B = right of the pix2pix A|B files).
 LABEL_SIDE = {"facades": "B", "cityscapes": "B", "synthetic": "A"}
@@ -50,8 +55,9 @@ LABEL_SIDE = {"facades": "B", "cityscapes": "B", "synthetic": "A"}
 class FcnSettings:
     """How the segmenter is trained (the cache key includes all of it)."""
 
-    steps: int = 800  # Adam steps on random crops/flips of the real training photos
+    steps: int = 1000  # Adam steps on scale-jittered crops/flips of the real training photos (~4 min CPU)
     batch_size: int = 8
+    min_scale: float = 0.8  # scale jitter: crops cover this to 1 of the image side, resized to its size
     width: int = 32  # channels of the first level (doubling per level)
     lr: float = 2e-3
     seed: int = 0
@@ -294,7 +300,11 @@ class FcnScorer:
             raw_side = "A" if (datamodule.direction == "AtoB") else "B"  # labels are the input half
             palette, ignore, source = _palette_for(datamodule, settings, raw_side)
             log.info(
-                "FCN-score: training a %d-class segmenter (palette: %s) -> %s", len(palette), source, path
+                "FCN-score: training a %d-class segmenter once (palette: %s; %s), cached at %s",
+                len(palette),
+                source,
+                _estimate(datamodule, settings, torch.device(device)),
+                path,
             )
             blob = _train(datamodule, settings, palette, ignore, torch.device(device))
             blob["meta"].update(key=key_src, palette_source=source)
@@ -305,43 +315,87 @@ class FcnScorer:
         return cls(seg, blob["palette"], blob.get("ignore_colors"), meta)
 
 
+def _estimate(datamodule: Any, s: FcnSettings, device: torch.device) -> str:
+    """How long training will take, roughly: measured CPU cost per pixel-step, at the crop size."""
+    side = datamodule.train_transform.crop_size
+    minutes = s.steps * s.batch_size * side * side / 1e6 * CPU_SECONDS_PER_MEGAPIXEL / 60
+    where = "a GPU: far less than" if device.type == "cuda" else "one CPU core:"
+    return f"{s.steps} steps, on {where} ~{max(1, round(minutes))} min"
+
+
+def _training_views(datamodule: Any) -> list[dict[str, Any]]:
+    """The training pairs as the scorer will see test pairs: through the data module's *evaluation*
+    transform (the full view at the evaluated resolution), loaded once. Augmentation is then done on
+    these tensors (``scale_jitter``), so the JPEGs are decoded once instead of once per step."""
+    ds: Any = plain_dataset(datamodule.train_set)
+    indices = list(ds.indices) if isinstance(ds, Subset) else range(len(ds))
+    view: Any = copy.copy(ds.dataset if isinstance(ds, Subset) else ds)
+    view.transform = datamodule.eval_transform
+    return [view[i] for i in indices]
+
+
+def scale_jitter(photos: torch.Tensor, classes: torch.Tensor, min_scale: float, g: torch.Generator
+            ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Random crops covering ``min_scale``..1 of each side (aspect within +-20%), resized back to the
+    image size, and horizontal flips, photo and class map together (bilinear / nearest)."""
+    n = len(photos)
+    s = min_scale + (1 - min_scale) * torch.rand(n, generator=g)
+    aspect = torch.exp((torch.rand(n, generator=g) - 0.5) * 0.4).sqrt()
+    sx, sy = (s * aspect).clamp(max=1), (s / aspect).clamp(max=1)
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0] = sx * torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0)
+    theta[:, 1, 1] = sy
+    theta[:, 0, 2] = (torch.rand(n, generator=g) * 2 - 1) * (1 - sx)
+    theta[:, 1, 2] = (torch.rand(n, generator=g) * 2 - 1) * (1 - sy)
+    grid = F.affine_grid(theta.to(photos.device), list(photos.shape), align_corners=False)
+    x = F.grid_sample(photos, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    y = F.grid_sample(
+        classes[:, None].float(), grid, mode="nearest", padding_mode="border", align_corners=False
+    )
+    return x, y[:, 0].long()
+
+
 def _train(
     datamodule: Any, s: FcnSettings, palette: np.ndarray, ignore: np.ndarray | None, device: torch.device
 ) -> dict[str, Any]:
-    """Train on the real photos of the training split (the target half) with its random crops and flips."""
+    """Train on the real photos of the training split (the target half), with scale jitter and flips."""
     pal = torch.from_numpy(palette.copy())
     ign = torch.from_numpy(ignore.copy()) if ignore is not None else None
     g = torch.Generator().manual_seed(s.seed)
     torch.manual_seed(s.seed)
+    t0 = time.time()
+    items = _training_views(datamodule)
+    # uint8 in memory (a quarter of float32); class maps as the scorer computes them on test label maps
+    photos = torch.stack([((it["target"] + 1) * 127.5).round().byte() for it in items])
+    classes = torch.cat([colors_to_classes(it["input"][None], pal, ign).byte() for it in items])
     seg = Segmenter(len(pal), width=s.width).to(device)
     opt = torch.optim.Adam(seg.parameters(), lr=s.lr)
     # cosine decay to 0: a short schedule that needs no tuning per dataset
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda i: 0.5 * (1 + math.cos(math.pi * min(i, s.steps) / s.steps))
     )
-    ds = plain_dataset(datamodule.train_set)
-    loader = DataLoader(ds, batch_size=min(s.batch_size, len(ds)), shuffle=True, drop_last=True, generator=g,
-                        num_workers=datamodule.num_workers, persistent_workers=datamodule.num_workers > 0)  # fmt: skip
+    bs = min(s.batch_size, len(items))
     seg.train()
-    step, t0, losses = 0, time.time(), []
-    while step < s.steps:
-        for batch in loader:
-            target = colors_to_classes(batch["input"].to(device), pal, ign)
-            loss = F.cross_entropy(seg(batch["target"].to(device)), target, ignore_index=IGNORE)
+    losses: list[float] = []
+    columns = (TextColumn("FCN segmenter"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
+               TimeRemainingColumn())  # fmt: skip
+    with Progress(*columns) as progress:
+        task = progress.add_task("train", total=s.steps, loss="-")
+        for _ in range(s.steps):
+            idx = torch.randint(0, len(items), (bs,), generator=g)
+            x, target = scale_jitter(
+                photos[idx].to(device).float() / 127.5 - 1, classes[idx].to(device), s.min_scale, g
+            )
+            loss = F.cross_entropy(seg(x), target, ignore_index=IGNORE)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
             losses.append(loss.item())
-            step += 1
-            if step % 200 == 0 or step == s.steps:
-                log.info(
-                    "FCN segmenter step %d/%d loss %.3f", step, s.steps, sum(losses[-50:]) / len(losses[-50:])
-                )
-            if step >= s.steps:
-                break
+            progress.update(task, advance=1, loss=f"{sum(losses[-50:]) / len(losses[-50:]):.3f}")
+    log.info("FCN segmenter: %d steps in %.0f s, loss %.3f", s.steps, time.time() - t0, losses[-1])
     meta = {"width": s.width, "steps": s.steps, "train_seconds": round(time.time() - t0, 1),
-            "final_loss": sum(losses[-50:]) / max(1, len(losses[-50:])), "num_train": len(ds)}  # fmt: skip
+            "final_loss": sum(losses[-50:]) / max(1, len(losses[-50:])), "num_train": len(items)}  # fmt: skip
     state = {k: v.cpu() for k, v in seg.state_dict().items()}
     blob: dict[str, Any] = {"state_dict": state, "palette": pal, "meta": meta}
     if ign is not None:
