@@ -89,7 +89,9 @@ def minimum(session: nox.Session) -> None:
     is one a test has run. (Not with constraints.txt: the floors are the pins.)"""
     pins = Path(session.create_tmp()) / "floors.txt"
     pins.write_text("\n".join(floors()) + "\n")
-    session.install("-c", str(pins), "-e", ".", "pytest", "hypothesis")
+    session.install(
+        "-c", str(pins), "-e", ".[tensorboard]", "pytest", "hypothesis"
+    )  # (tensorboard: a logger test)
     session.run("python", "-m", "pip", "list")
     session.run("pytest", "-q", "-m", "not slow and not gpu", *(session.posargs or MINIMUM_TESTS),
                 env={"WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1"})  # fmt: skip

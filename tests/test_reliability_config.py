@@ -105,11 +105,13 @@ def test_every_shipped_config_passes(compose_train, tmp_path: Path, facades_root
     runs += [
         [f"data={p.stem}", f"data.root={facades_root}"]
         for p in (conf / "data").glob("*.yaml")
-        if p.stem != "synthetic"
+        if p.stem not in ("synthetic", "checkpoint")  # checkpoint: p2p-eval's, refused by p2p-train (below)
     ]
     runs = [[*o, "debug=smoke"] for o in runs] + [
         [f"model={p.stem}"] for p in (conf / "model").glob("*.yaml")
     ]
+    with pytest.raises(ConfigError, match="data=checkpoint is p2p-eval's"):
+        check_config(compose_train(["data=checkpoint", "debug=smoke"], tmp_path))
     for overrides in runs:
         if overrides == ["trainer=ddp", "debug=smoke"]:  # SyncBatchNorm on smoke's CPU: a real impossibility
             with pytest.raises(ConfigError, match=r"trainer\.sync_batchnorm: SyncBatchNorm needs CUDA GPUs"):

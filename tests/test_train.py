@@ -29,6 +29,8 @@ def group_overrides(facades_root: Path) -> list[list[str]]:
     runs += [[f"logger={x}"] for x in options("logger")] + [[f"trainer={x}"] for x in options("trainer")]
     runs += [[f"experiment={x}"] for x in options("experiment")]
     for d in options("data"):
+        if d == "checkpoint":  # p2p-eval's (the checkpoint's own data settings), refused by p2p-train
+            continue
         # your own data and the photo tasks need an existing folder (nothing is read)
         own = [f"data.root={facades_root}"]
         root = {"folder": own, "colorization": own, "inpainting": own, "edges": own, "synthetic": []}.get(
