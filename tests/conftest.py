@@ -16,17 +16,27 @@ FACADES = Path(os.environ.get("P2P_FACADES", REPO.parent / "shared" / "datasets"
 REFERENCE = Path(os.environ.get("P2P_REFERENCE", REPO.parent / "shared" / "reference"))
 
 
+def missing_shared(reason: str) -> None:
+    """Skip a test whose ``../shared`` data is missing, except in CI (``CI=true``), where it fails.
+
+    A CI run without the data would otherwise pass while the reference-parity and real-data tests never ran.
+    """
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"{reason} (CI=true: tests needing ../shared must not skip)", pytrace=False)
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def facades_root() -> Path:
     if not (FACADES / "train").is_dir():
-        pytest.skip(f"facades data not found at {FACADES} (set P2P_FACADES)")
+        missing_shared(f"facades data not found at {FACADES} (set P2P_FACADES)")
     return FACADES
 
 
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:
     if not (REFERENCE / "reference_unet64_ngf8_patch70_ndf8.safetensors").is_file():
-        pytest.skip(f"reference parity data not found at {REFERENCE}")
+        missing_shared(f"reference parity data not found at {REFERENCE}")
     return REFERENCE
 
 

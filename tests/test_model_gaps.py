@@ -1,0 +1,41 @@
+"""Targeted checks of U-Net details that only the reference-parity test used to catch (issue 15)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from p2p.models.unet import UNetGenerator
+
+
+def test_dropout_follows_the_transposed_conv_and_norm_in_the_three_blocks_next_to_the_bottleneck() -> None:
+    g = UNetGenerator(num_downs=8, ngf=4)
+    with_dropout = [i for i, block in enumerate(g.up) if any(isinstance(m, nn.Dropout) for m in block)]
+    assert with_dropout == [4, 5, 6]  # the first three decoder blocks after the innermost (reference layout)
+    for i in with_dropout:
+        kinds = [type(m) for m in g.up[i]]
+        assert kinds == [nn.ReLU, nn.ConvTranspose2d, nn.BatchNorm2d, nn.Dropout], kinds
+
+
+def test_output_goes_through_tanh_and_stays_bounded_with_a_large_final_bias() -> None:
+    torch.manual_seed(0)
+    g = UNetGenerator(num_downs=3, ngf=4).eval()
+    assert isinstance(g.up[0][-1], nn.Tanh)
+    with torch.no_grad():
+        g.up[0].conv.bias.fill_(5.0)  # without Tanh the outputs would be about 5
+        y = g(torch.randn(2, 3, 8, 8))
+    assert y.abs().max() <= 1.0
+    assert y.min() > 0.99  # tanh(5 +- small) saturates near 1
+
+
+def test_skip_concatenation_puts_the_encoder_features_first_as_the_reference() -> None:
+    torch.manual_seed(0)
+    g = UNetGenerator(num_downs=3, ngf=4).eval()
+    x = torch.randn(1, 3, 8, 8)
+    with torch.no_grad():
+        d0 = g.down[0](x)
+        d1 = g.down[1](d0)
+        h = g.up[2](g.down[2](d1))
+        h = g.up[1](torch.cat([d1, h], 1))  # reference: torch.cat([x, model(x)], 1)
+        expected = g.up[0](torch.cat([d0, h], 1))
+        assert torch.equal(g(x), expected)
