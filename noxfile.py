@@ -90,7 +90,7 @@ def minimum(session: nox.Session) -> None:
     pins = Path(session.create_tmp()) / "floors.txt"
     pins.write_text("\n".join(floors()) + "\n")
     session.install(
-        "-c", str(pins), "-e", ".[tensorboard]", "pytest", "hypothesis"
+        "-c", str(pins), "-e", ".[tensorboard,wandb]", "pytest", "hypothesis"
     )  # (tensorboard: a logger test)
     session.run("python", "-m", "pip", "list")
     session.run("pytest", "-q", "-m", "not slow and not gpu", *(session.posargs or MINIMUM_TESTS),

@@ -24,7 +24,9 @@ def mix(*ints: int) -> int:
     """A well-mixed 63-bit seed from any integers (numpy's SeedSequence hashing; sequences of different
     lengths give unrelated seeds)."""
     entropy = [x & 0xFFFF_FFFF_FFFF_FFFF for x in ints]  # SeedSequence takes non-negative integers only
-    return int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0]) >> 1  # numpy 1.x: no uint64 >> int
+    return (
+        int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0]) >> 1
+    )  # numpy 1.x: no uint64 >> int
 
 
 class EpochSampler(DistributedSampler):  # type: ignore[type-arg]

@@ -84,7 +84,7 @@ def evaluate_checkpoint(ckpt_path: str | Path, cfg: DictConfig, out_dir: str | P
     if not Path(ckpt_path).is_file():
         raise CheckpointNotFoundError(f"ckpt_path {ckpt_path} does not exist")
     # a best file (p2p.training.best) holds G alone: D is built from the hyperparameters and left untrained
-    peek = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
+    peek = torch.load(str(ckpt_path), map_location="cpu", weights_only=True, mmap=True)  # torch 2.2: str only
     strict = not (isinstance(peek, dict) and is_generator_only(peek))
     with warnings.catch_warnings():  # Lightning names D's keys missing from a G-only file: as intended
         if not strict:

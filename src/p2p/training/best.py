@@ -151,5 +151,7 @@ class GeneratorCheckpoint(ModelCheckpoint):
 
 
 def _load(path: str | Path) -> dict[str, Any]:
-    loaded: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    loaded: dict[str, Any] = torch.load(
+        str(path), map_location="cpu", weights_only=True, mmap=True
+    )  # 2.2: str
     return loaded
