@@ -161,6 +161,15 @@ def test_unknown_override_hints_name_the_valid_keys(
     assert (explain(info.value) or "").startswith(hint), explain(info.value)
 
 
+def test_a_missing_value_gets_no_false_hint(compose_train, tmp_path: Path) -> None:
+    """Issue 11 item 3: with data=folder (data.root=???) a misspelt key's hint names that key only."""
+    with pytest.raises(ConfigCompositionException) as info:
+        compose_train(["debug=smoke", "data=folder", "trainer.max_epoch=1"], tmp_path)
+    hint = explain(info.value) or ""
+    assert hint.startswith("trainer.max_epoch: no such key; did you mean 'max_epochs'?"), hint
+    assert "data.root" not in hint, hint
+
+
 def test_a_missing_value_is_not_taken_for_a_missing_key(compose_train, tmp_path: Path) -> None:
     """Issue 11's false hint: a mandatory value is a key that exists; its error is a config check's."""
     cfg = compose_train(["debug=smoke", "data=folder"], tmp_path)
@@ -198,3 +207,18 @@ def test_cli_config_errors_exit_cleanly(tmp_path: Path) -> None:
         and "data.crop_size: 96 is not a multiple of 128" in out
     )
     assert "Traceback" not in out and not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_explain_never_calls_an_existing_key_missing() -> None:
+    """Issue 11 item 3: a key present in its node (e.g. a mandatory ``???`` value) is never "no such key"."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import ConfigKeyError
+
+    node = OmegaConf.create({"root": "???", "batch_size": 1})
+    cause = ConfigKeyError("missing value")
+    cause.parent_node, cause.key, cause.full_key = node, "root", "data.root"
+    error = RuntimeError("wrapped")
+    error.__cause__ = cause
+    assert explain(error) is None
+    cause.key, cause.full_key = "rot", "data.rot"
+    assert (explain(error) or "").startswith("data.rot: no such key; did you mean 'root'?")

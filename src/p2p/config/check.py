@@ -227,4 +227,6 @@ def explain(error: BaseException) -> str | None:
     full_key = str(getattr(cause, "full_key", key))
     parent = full_key.rpartition(".")[0] or "the config"
     valid = sorted(str(k) for k in node if k not in ("_target_", "hydra"))
+    if str(key) in valid:  # the key exists (a mandatory ``???`` value not yet set): not a misspelling
+        return None
     return f"{full_key}: no such key; {_suggest(str(key), valid)}keys of {parent}: {', '.join(valid)}"
