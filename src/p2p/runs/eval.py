@@ -3,6 +3,7 @@
 
     p2p-eval ckpt_path=outputs/train/.../checkpoints/last.ckpt data=facades data.root=/data/facades
     p2p-eval ckpt_path=... data=facades inference=paper split=test metrics=[l1,psnr,ssim]
+    p2p-eval generated=path/to/outputs data=facades data.root=/data/facades     # any implementation's images
 
 Shares p2p-train's config (conf/eval.yaml includes conf/train.yaml), so the same data group and
 overrides describe the evaluated images; the generator comes from the checkpoint alone. Writes
@@ -15,6 +16,11 @@ Metrics: ``l1`` (mean absolute error in [-1, 1]), ``psnr``/``ssim`` (images in [
 ``fcn_real_*``), ``color_hist_*`` (p2p.metrics.color). Photo tasks (p2p.io.tasks) are scored on the images
 their tensors stand for (colorization: RGB from the input's L and the output's ab; inpainting: the output
 composited into the input), inpainting also inside the hole alone (``l1_hole``, ``psnr_hole``).
+
+``generated=DIR`` scores a folder of images made elsewhere (another implementation, or p2p's outputs
+brought back from another machine) instead of running a generator: each image of the split is matched by
+file name stem (``1.jpg`` of facades' test split <-> ``DIR/1.png``) and compared with the split's target at
+the data config's evaluation size; missing, extra, duplicate or mis-sized files are errors that name them.
 """
 
 from __future__ import annotations
@@ -40,9 +46,10 @@ from torchvision.utils import save_image
 from p2p.config import config_dir
 from p2p.config.build import build_datamodule, plain
 from p2p.config.schema import DATA_SCHEMAS
-from p2p.errors import CheckpointNotFoundError, ConfigError
+from p2p.data.dataset import IMG_EXTENSIONS, list_images
+from p2p.errors import CheckpointNotFoundError, ConfigError, DataError, InputNotFoundError
 from p2p.inference import INFERENCE_MODES, grid_rows, inference_mode
-from p2p.io import atomic_save, atomic_write_text, cache_root
+from p2p.io import atomic_save, atomic_write_text, cache_root, convert_channels, open_image, to_tensor
 from p2p.io.tasks import in_hole, output_rgb, views
 from p2p.metrics import METRICS, Scores, finite_or_none
 from p2p.metrics.fcn import FcnScorer, FcnSettings, dataset_identity, label_layout, plain_dataset
@@ -61,7 +68,7 @@ def eval_settings(cfg: DictConfig) -> DictConfig:
     them: p2p-train's end-of-run evaluation uses the same defaults as p2p-eval."""
     own = OmegaConf.load(config_dir() / "eval.yaml")
     assert isinstance(own, DictConfig)
-    for key in ("defaults", "task_name", "ckpt_path", "hydra"):
+    for key in ("defaults", "task_name", "ckpt_path", "generated", "hydra"):
         own.pop(key, None)
     base = OmegaConf.to_container(cfg, resolve=False)  # unresolved: interpolations see the merged config
     merged = OmegaConf.merge(own, base)
@@ -70,9 +77,15 @@ def eval_settings(cfg: DictConfig) -> DictConfig:
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
-    """p2p-eval: evaluate ``cfg.ckpt_path`` on ``cfg.split`` of ``cfg.data``; writes into cfg.paths.output_dir."""
+    """p2p-eval: evaluate ``cfg.ckpt_path`` (or the images in ``cfg.generated``) on ``cfg.split`` of
+    ``cfg.data``; writes into cfg.paths.output_dir."""
+    if cfg.get("generated"):
+        return evaluate_generated(cfg.generated, cfg, cfg.paths.output_dir)
     if OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.get("ckpt_path"):
-        raise ConfigError("ckpt_path is required: p2p-eval ckpt_path=path/to/checkpoints/last.ckpt data=...")
+        raise ConfigError(
+            "ckpt_path is required: p2p-eval ckpt_path=path/to/checkpoints/last.ckpt data=... "
+            "(or generated=path/to/images to score a folder of outputs)"
+        )
     return evaluate_checkpoint(cfg.ckpt_path, cfg, cfg.paths.output_dir)
 
 
@@ -167,16 +180,10 @@ def evaluate_model(
     and ``data_changes`` (`data_config`) too."""
     checkpoint = str(checkpoint) if checkpoint else None
     t0 = time.time()
-    cfg = eval_settings(cfg)
-    split, mode, wanted = cfg.split, cfg.inference, list(cfg.metrics)
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    cfg, split, wanted, device = _checked(cfg)
+    mode = cfg.inference
     if mode not in INFERENCE_MODES:
         raise ValueError(f"inference must be one of {INFERENCE_MODES}, got {mode!r}")
-    if unknown := sorted(set(wanted) - set(METRICS)):
-        raise ValueError(f"metrics: unknown {unknown}; choose from {list(METRICS)}")
-    auto = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(auto if cfg.device == "auto" else cfg.device)
 
     dm = build_datamodule(cfg)
     for key in ("in_channels", "out_channels"):
@@ -189,34 +196,9 @@ def evaluate_model(
     if task != getattr(dm, "task", None):
         raise ValueError(f"{checkpoint or 'the model'} was trained for photo_task={task}, but data.task="
                          f"{getattr(dm, 'task', None)}")  # fmt: skip
-    dm.setup("test" if split == "test" else "validate")
-    dataset = evenly_spaced(plain_dataset(dm.test_set if split == "test" else dm.val_set), cfg.max_samples)
+    _, dataset = _split(dm, split, cfg.max_samples)
     loader = DataLoader(dataset, batch_size=dm.batch_size, num_workers=dm.num_workers, shuffle=False)
-
-    notes: dict[str, str] = {}
-    if {"fid", "kid"} & set(wanted) and (missing := fid_unavailable()):
-        wanted = [m for m in wanted if m not in ("fid", "kid")]  # said now, not after the work is done
-        notes["fid"] = missing
-        log.warning("FID/KID skipped: %s", missing)
-    use_fid = bool({"fid", "kid"} & set(wanted))
-    features_path = _real_features_path(dm, dataset, split, cfg) if use_fid else None
-    log.info(
-        "evaluating %d images of %s (%s split, %s inference): %s%s",
-        len(dataset), getattr(dm, "name", type(dm).__name__), split, mode, ", ".join(wanted),
-        "" if features_path is None else
-        ("; real-image FID features cached" if features_path.is_file() else
-         f"; FID features of the {len(dataset)} real images computed once, then cached"),
-    )  # fmt: skip
-    fcn = None
-    if "fcn" in wanted:
-        fcn, why = _fcn_scorer(dm, cfg, device)
-        if fcn is None:
-            notes["fcn"] = why
-            log.info("FCN-score skipped: %s", why)
-        else:
-            fcn.to(device)
-    real = _real_features(dm, dataset, features_path, device) if features_path is not None else None
-    scores = Scores(wanted, device, fcn, real)
+    scores, notes = _scores(dm, dataset, cfg, wanted, split, device)
     hole = HoleScores() if task == "inpainting" else None
 
     G = model.G.to(device)
@@ -232,16 +214,9 @@ def evaluate_model(
             scores.update(x, fake, y)
             keep = max(0, cfg.num_grid_images - len(samples))
             samples.extend(torch.stack([x, fake, y], 1)[:keep].cpu())
-    if scores.n == 0:
-        raise ValueError(f"split {split!r} of data {type(dm).__name__} has no images")
-    if scores.n < 2 and use_fid:
-        notes["fid"] = "FID/KID need at least 2 images"
-
-    result: dict[str, Any] = {k: finite_or_none(v) for k, v in scores.compute().items()}
+    result = _computed(scores, notes, dm, split)
     if hole is not None:
         result.update({k: finite_or_none(v) for k, v in hole.compute().items()})
-    if fcn is not None:
-        result["fcn_segmenter"] = fcn.meta["path"]
     result.update(
         inference=mode,
         num_images=scores.n,
@@ -252,6 +227,133 @@ def evaluate_model(
         model={k: model.hparams.get(k) for k in ("generator", "discriminator", "loss")},
         seconds=round(time.time() - t0, 1),
     )
+    _finish(result, cfg, notes, data_changes)
+    _save(result, samples, Path(out_dir), split)
+    log.info("evaluation (%s, %d images, %.0f s) -> %s", mode, scores.n, result["seconds"], out_dir)
+    return result
+
+
+def evaluate_generated(folder: str | Path, cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
+    """Score the images in ``folder`` against ``cfg.split`` of ``cfg.data`` (see the module docstring):
+    the same metrics and files as `evaluate_model`, with the folder in place of a generator."""
+    t0 = time.time()
+    cfg, split, wanted, device = _checked(cfg)
+    if "_target_" not in cfg.data:  # conf/data/checkpoint.yaml: there is no checkpoint to take it from
+        raise ConfigError("generated=: name the data the images are scored against, e.g. data=facades "
+                          "data.root=/data/facades")  # fmt: skip
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise InputNotFoundError(f"generated={folder}: no such folder")
+    dm = build_datamodule(cfg)
+    if getattr(dm, "task", None):
+        raise ConfigError(
+            f"generated= scores RGB outputs of paired images; data.task={dm.task} (a photo task, whose "
+            "outputs are channels, not images) is not supported: score its checkpoint with ckpt_path="
+        )
+    full, dataset = _split(dm, split, cfg.max_samples)
+    files = _generated_files(folder, [_stem(p) for p in _paths(full)], [_stem(p) for p in _paths(dataset)])
+    scores, notes = _scores(dm, dataset, cfg, wanted, split, device)
+    loader = DataLoader(dataset, batch_size=dm.batch_size, num_workers=dm.num_workers, shuffle=False)
+    samples: list[torch.Tensor] = []
+    wrong: list[str] = []
+    for batch in loader:
+        x, y = batch["input"].float(), batch["target"].float()
+        fake = [
+            to_tensor(convert_channels(open_image(files[_stem(p)]), dm.out_channels)) for p in batch["path"]
+        ]
+        wrong += [f"{files[_stem(p)].name} is {f.shape[-1]}x{f.shape[-2]}" for p, f in zip(batch["path"], fake)
+                  if f.shape[-2:] != y.shape[-2:]]  # fmt: skip
+        if wrong:
+            continue  # every mis-sized file is named at the end
+        fakes = torch.stack(fake)
+        scores.update(x.to(device), fakes.to(device), y.to(device))
+        keep = max(0, cfg.num_grid_images - len(samples))
+        samples.extend(torch.stack([x, fakes, y], 1)[:keep])
+    if wrong:
+        h, w = dataset[0]["target"].shape[-2:]
+        raise DataError(
+            f"generated={folder}: {len(wrong)} image(s) are not the {w}x{h} of split {split!r} at the data "
+            f"config's evaluation size (data.crop_size, data.preprocess): {_listed(wrong)}"
+        )
+    result = _computed(scores, notes, dm, split)
+    result.update(
+        generated=str(folder),
+        num_images=scores.n,
+        split=split,
+        dataset=getattr(dm, "name", type(dm).__name__),
+        resolution=list(samples[0].shape[-2:]) if samples else None,
+        seconds=round(time.time() - t0, 1),
+    )
+    _finish(result, cfg, notes)
+    _save(result, samples, Path(out_dir), split)
+    log.info("scored %d generated images of %s (%.0f s) -> %s", scores.n, folder, result["seconds"], out_dir)
+    return result
+
+
+def _checked(cfg: DictConfig) -> tuple[DictConfig, str, list[str], torch.device]:
+    """conf/eval.yaml's settings, checked: (cfg, split, metrics, device)."""
+    cfg = eval_settings(cfg)
+    split, wanted = cfg.split, list(cfg.metrics)
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if unknown := sorted(set(wanted) - set(METRICS)):
+        raise ValueError(f"metrics: unknown {unknown}; choose from {list(METRICS)}")
+    auto = "cuda" if torch.cuda.is_available() else "cpu"
+    return cfg, split, wanted, torch.device(auto if cfg.device == "auto" else cfg.device)
+
+
+def _split(dm: Any, split: str, max_samples: int | None) -> tuple[Any, Any]:
+    """The split's whole dataset, and the evaluated part of it (``max_samples``, evenly spaced)."""
+    dm.setup("test" if split == "test" else "validate")
+    full = plain_dataset(dm.test_set if split == "test" else dm.val_set)
+    return full, evenly_spaced(full, max_samples)
+
+
+def _scores(
+    dm: Any, dataset: Any, cfg: DictConfig, wanted: list[str], split: str, device: torch.device
+) -> tuple[Scores, dict[str, str]]:
+    """The metrics' accumulator (with the FCN segmenter and the real images' FID features where asked),
+    and notes on what had to be left out."""
+    notes: dict[str, str] = {}
+    if {"fid", "kid"} & set(wanted) and (missing := fid_unavailable()):
+        wanted = [m for m in wanted if m not in ("fid", "kid")]  # said now, not after the work is done
+        notes["fid"] = missing
+        log.warning("FID/KID skipped: %s", missing)
+    use_fid = bool({"fid", "kid"} & set(wanted))
+    features_path = _real_features_path(dm, dataset, split, cfg) if use_fid else None
+    log.info(
+        "evaluating %d images of %s (%s split, %s inference): %s%s",
+        len(dataset), getattr(dm, "name", type(dm).__name__), split, cfg.inference, ", ".join(wanted),
+        "" if features_path is None else
+        ("; real-image FID features cached" if features_path.is_file() else
+         f"; FID features of the {len(dataset)} real images computed once, then cached"),
+    )  # fmt: skip
+    fcn = None
+    if "fcn" in wanted:
+        fcn, why = _fcn_scorer(dm, cfg, device)
+        if fcn is None:
+            notes["fcn"] = why
+            log.info("FCN-score skipped: %s", why)
+        else:
+            fcn.to(device)
+    real = _real_features(dm, dataset, features_path, device) if features_path is not None else None
+    return Scores(wanted, device, fcn, real), notes
+
+
+def _computed(scores: Scores, notes: dict[str, str], dm: Any, split: str) -> dict[str, Any]:
+    if scores.n == 0:
+        raise ValueError(f"split {split!r} of data {type(dm).__name__} has no images")
+    if scores.n < 2 and scores.fidkid is not None:
+        notes["fid"] = "FID/KID need at least 2 images"
+    result: dict[str, Any] = {k: finite_or_none(v) for k, v in scores.compute().items()}
+    if scores.fcn is not None:
+        result["fcn_segmenter"] = scores.fcn.meta["path"]
+    return result
+
+
+def _finish(
+    result: dict[str, Any], cfg: DictConfig, notes: dict[str, str], data_changes: dict[str, Any] | None = None
+) -> None:
     if HydraConfig.initialized():  # the config groups chosen for this run: p2p-report's row labels
         choices = HydraConfig.get().runtime.choices
         result["choices"] = {k: v for k, v in choices.items() if not k.startswith("hydra")}
@@ -264,9 +366,54 @@ def evaluate_model(
             result["data_changes"] = data_changes  # what the model saw differently from its training
     if notes:
         result["notes"] = notes
-    _save(result, samples, Path(out_dir), split)
-    log.info("evaluation (%s, %d images, %.0f s) -> %s", mode, scores.n, result["seconds"], out_dir)
-    return result
+
+
+def _paths(ds: Any) -> list[str]:
+    """The file each item of a paired dataset (or a Subset of one) comes from, without decoding it."""
+    if isinstance(ds, Subset):
+        return [_paths(ds.dataset)[i] for i in ds.indices]
+    if not hasattr(ds, "pairs"):
+        raise ConfigError(f"generated= needs a dataset of files on disk, not {type(ds).__name__}")
+    return [str(f.a if f.b is None or ds.direction == "AtoB" else f.b) for f in ds.pairs]
+
+
+def _stem(path: str | Path) -> str:
+    return Path(path).stem
+
+
+def _listed(names: list[str], limit: int = 10) -> str:
+    return ", ".join(names[:limit]) + (f" ... (+{len(names) - limit} more)" if len(names) > limit else "")
+
+
+def _generated_files(folder: Path, split_stems: list[str], wanted: list[str]) -> dict[str, Path]:
+    """The image of ``folder`` for each stem in ``wanted``; every file must belong to the split."""
+    by_stem: dict[str, Path] = {}
+    twice: list[str] = []
+    for p in list_images(folder):
+        if p.stem in by_stem:
+            twice.append(f"{by_stem[p.stem].name} and {p.name}")
+        by_stem[p.stem] = p
+    if not by_stem:
+        raise InputNotFoundError(f"generated={folder}: no images ({'/'.join(IMG_EXTENSIONS)}) in it")
+    if twice:
+        raise DataError(f"generated={folder}: two images for one test image: {_listed(twice)}")
+    missing = [s for s in wanted if s not in by_stem]
+    extra = sorted(set(by_stem) - set(split_stems))
+    if missing or extra:
+        raise DataError(
+            f"generated={folder} does not match the split's images by file name: "
+            + "; ".join(
+                part
+                for part in (
+                    f"missing {len(missing)}: {_listed(missing)}" if missing else "",
+                    f"not in the split {len(extra)}: {_listed([by_stem[s].name for s in extra])}"
+                    if extra
+                    else "",
+                )
+                if part
+            )
+        )
+    return {s: by_stem[s] for s in wanted}
 
 
 def evenly_spaced(ds: Any, n: int | None) -> Any:
