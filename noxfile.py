@@ -7,10 +7,10 @@ together (see DEVELOPERS.md); pyproject.toml itself keeps loose ranges for users
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 
 import nox
-import tomllib
 
 nox.options.sessions = ["lint", "typecheck", "tests"]
 nox.options.reuse_existing_virtualenvs = True
