@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -109,9 +110,13 @@ def tensors(obj: Any) -> list[torch.Tensor]:
 @pytest.mark.parametrize(
     ("overrides", "found"),
     [
-        (["callbacks.model_checkpoint.monitor=null"], "non-finite loss between global steps 4 and 8: loss_d, "
-         "loss_g_gan, loss_g_l1, found before writing a checkpoint (epoch 1)"),  # epoch 1's must not be written
-        ([], "non-finite values in the checkpoint to be written at global step 8"),  # no best (val/l1 is NaN),
+        # epoch 1's must not be written. Which of the guard's two checks stops it depends on whether the
+        # overflow reached a loss term before the save or only the weights/BatchNorm buffers, and that varies
+        # with the torch build (torch 2.14.1 on this CPU: the weights): either message is the promise kept
+        (["callbacks.model_checkpoint.monitor=null"], r"non-finite loss between global steps 4 and 8: loss_d, "
+         r"loss_g_gan, loss_g_l1, found before writing a checkpoint \(epoch 1\)|non-finite values in the "
+         r"checkpoint to be written at global step 8"),
+        ([], r"non-finite values in the checkpoint to be written at global step 8"),  # no best (val/l1 is NaN),
         # but last.ckpt is written every epoch (p2p.training.best): its check stops the run
     ],
     ids=["checkpoint_each_epoch", "best_by_val_l1"],
@@ -132,7 +137,7 @@ def test_deferred_checks_stop_the_run_before_a_checkpoint_with_nonfinite_weights
     with pytest.raises(NonFiniteLossError) as error:
         train(cfg)
     # epoch 0 (2 batches, a D and a G step each) ended with a checkpoint whose read found all finite
-    assert found in str(error.value)
+    assert re.search(found, str(error.value)), str(error.value)
     assert "the checkpoints on disk are intact" in str(error.value)
     ckpts = sorted((tmp_path / "checkpoints").glob("*.ckpt"))
     assert ckpts, "epoch 0 should have written its checkpoints"
