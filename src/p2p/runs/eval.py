@@ -322,8 +322,9 @@ def _scores(
     use_fid = bool({"fid", "kid"} & set(wanted))
     features_path = _real_features_path(dm, dataset, split, cfg) if use_fid else None
     log.info(
-        "evaluating %d images of %s (%s split, %s inference): %s%s",
-        len(dataset), getattr(dm, "name", type(dm).__name__), split, cfg.inference, ", ".join(wanted),
+        "evaluating %d images of %s (%s split, %s): %s%s",
+        len(dataset), getattr(dm, "name", type(dm).__name__), split,
+        "generated folder" if cfg.get("generated") else f"{cfg.inference} inference", ", ".join(wanted),
         "" if features_path is None else
         ("; real-image FID features cached" if features_path.is_file() else
          f"; FID features of the {len(dataset)} real images computed once, then cached"),
