@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
+from p2p.inference import inference_mode
 from p2p.models.unet import UNetGenerator
 
 
@@ -39,3 +42,27 @@ def test_skip_concatenation_puts_the_encoder_features_first_as_the_reference() -
         h = g.up[1](torch.cat([d1, h], 1))  # reference: torch.cat([x, model(x)], 1)
         expected = g.up[0](torch.cat([d0, h], 1))
         assert torch.equal(g(x), expected)
+
+
+def test_paper_mode_normalises_with_the_test_batchs_statistics_with_dropout_off() -> None:
+    """With dropout off the only difference between the modes is BatchNorm's statistics: paper mode must use
+    the batch's own (section 6.2), eval mode the running averages, and neither may change those averages."""
+    torch.manual_seed(0)
+    g = UNetGenerator(num_downs=5, ngf=4, dropout=0.0)
+    for m in g.modules():  # running averages far from any batch's, so the two modes cannot agree by chance
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.fill_(3.0)
+            m.running_var.fill_(25.0)
+    before = {k: v.clone() for k, v in g.state_dict().items()}
+    x = torch.randn(4, 3, 32, 32)
+    batch_stats = copy.deepcopy(g).train()  # plain training-mode BatchNorm = the batch's statistics
+    with torch.no_grad():
+        want = batch_stats(x)
+        with inference_mode(g, "paper"):
+            paper = g(x)
+        with inference_mode(g, "eval"):
+            running = g(x)
+    torch.testing.assert_close(paper, want, rtol=0, atol=1e-6)  # same ops on the same data: rounding only
+    assert (paper - running).abs().max() > 0.1  # the running averages would give another image
+    for k, v in g.state_dict().items():
+        assert torch.equal(v, before[k]), f"paper-mode inference changed {k}"
