@@ -109,9 +109,13 @@ def test_loss_ablation_smoke_sweep_on_facades_then_report(tmp_path: Path) -> Non
     out = p2p("p2p-report", str(sweep), cwd=tmp_path).stdout
     rows = [line.split(" | ") for line in out.splitlines() if line.startswith("| ")][1:7]
     assert [r[0][2:] for r in rows] == ["L1", "GAN", "cGAN", "L1+GAN", "L1+cGAN", "Ground truth"]
-    for r in rows[:5]:  # FCN columns and FID are numbers
-        [float(v) for v in r[1:5]]
-    assert (sweep / "report.png").is_file()
+    for r in rows[:5]:  # FCN accuracies and IoU are fractions, FID a positive distance
+        acc, cls, iou, fid = (float(v) for v in r[1:5])
+        assert 0 <= iou <= cls <= 1 and 0 <= acc <= 1 and fid > 0, r
+    # the figure: input | the five outputs | ground truth, one row per test image shown (at most 4)
+    w, h = Image.open(runs[0] / "samples" / "000_input.png").size
+    n = min(4, len(list((runs[0] / "samples").glob("*_input.png"))))
+    assert Image.open(sweep / "report.png").size == (7 * (w + 4) + 4, 18 + n * (h + 4) + 4)
 
 
 @pytest.mark.slow
