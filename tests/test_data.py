@@ -115,8 +115,12 @@ def test_separate_layout_name_mismatch_lists_names(tmp_path: Path) -> None:
         (tmp_path / side / "train").mkdir(parents=True)
         for n in names:
             Image.new("RGB", (8, 8)).save(tmp_path / side / "train" / f"{n}.jpg")
-    with pytest.raises(ValueError, match=r"only in .*A/train: \[3\.jpg\]; only in .*B/train: \[4\.jpg\]"):
+    with pytest.raises(DataError, match=r"A/train/3\.jpg: no image named 3\.\* in .*B/train") as e:
         PairedImageDataset(tmp_path, "train")
+    assert [Path(p.split(": ")[0]).relative_to(tmp_path).parts for p in e.value.problems] == [
+        ("A", "train", "3.jpg"),
+        ("B", "train", "4.jpg"),
+    ]
 
 
 def test_odd_width_error_names_file(tmp_path: Path) -> None:
@@ -129,10 +133,10 @@ def test_odd_width_error_names_file(tmp_path: Path) -> None:
 
 def test_missing_or_empty_split_errors_name_the_folder(tmp_path: Path) -> None:
     make_aligned(tmp_path, {"train": 1})
-    with pytest.raises(FileNotFoundError, match=r"split 'val' not found in .*splits present: \['train'\]"):
+    with pytest.raises(DataError, match=r"split 'val' not found .*splits present: \['train'\]"):
         PairedImageDataset(tmp_path, "val")
     (tmp_path / "test").mkdir()
-    with pytest.raises(FileNotFoundError, match=r"no images .* in .*test"):
+    with pytest.raises(DataError, match=r"test: empty split: no images"):
         PairedImageDataset(tmp_path, "test")
     with pytest.raises(FileNotFoundError, match="nowhere"):
         PairedImageDataset(tmp_path / "nowhere", "train")

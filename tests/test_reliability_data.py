@@ -108,6 +108,27 @@ def test_separate_layout_mismatches_sizes_and_empty_splits(tmp_path: Path) -> No
     assert [(p.a.name, p.b.name if p.b else None) for p in good] == [("1.png", "1.png")]
 
 
+def test_broken_symlinks_are_named_not_dropped(bad_aligned: Path, tmp_path: Path) -> None:
+    """A link whose target was moved away is a missing image, not an absent one (issue 11, item 9)."""
+    gone = tmp_path / "moved_away.jpg"
+    (bad_aligned / "test" / "link.jpg").symlink_to(gone)
+    t = PairTransform(load_size=72, crop_size=64)
+    with pytest.raises(DataError) as info:
+        check_splits(bad_aligned, {"test": t})
+    assert info.value.problems == [
+        f"{bad_aligned / 'test' / 'link.jpg'}: broken symbolic link (its target {gone} does not exist)"
+    ]
+    good = check_splits(bad_aligned, {"test": t}, on_bad_file="skip")[
+        "test"
+    ]  # skip: the rest, the link listed
+    assert [p.a.name for p in good] == ["good0.jpg", "good1.jpg"]
+    with pytest.raises(DataError, match=r"link\.jpg: broken symbolic link"):
+        PairedImageDataset(bad_aligned, "test")  # the listing itself, without the file check
+    (bad_aligned / "test" / "ok.jpg").symlink_to(bad_aligned / "test" / "good0.jpg")  # a live link is a file
+    (bad_aligned / "test" / "link.jpg").unlink()
+    assert len(PairedImageDataset(bad_aligned, "test")) == 3
+
+
 def test_datamodule_checks_each_file_once_and_never_writes(
     bad_aligned: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

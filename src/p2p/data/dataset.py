@@ -19,7 +19,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from p2p.data.transforms import PairTransform
-from p2p.errors import DataError, check_choice
+from p2p.errors import DataError, InputNotFoundError, check_choice
 from p2p.io import convert_channels, open_image, to_tensor
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -45,9 +45,15 @@ def list_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMG_EXTENSIONS)
 
 
-def _names(paths: list[str], limit: int = 10) -> str:
-    more = f" ... (+{len(paths) - limit} more)" if len(paths) > limit else ""
-    return ", ".join(paths[:limit]) + more
+def broken_links(folder: Path) -> list[str]:
+    """Image-named symbolic links whose target is gone: `list_images` cannot read them, so they are named
+    as problems instead of vanishing from the split."""
+    links = (p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMG_EXTENSIONS and p.is_symlink())
+    return [
+        f"{p}: broken symbolic link (its target {p.readlink()} does not exist)"
+        for p in links
+        if not p.exists()
+    ]
 
 
 def split_folders(root: Path, split: str) -> tuple[Path, ...]:
@@ -69,43 +75,49 @@ def available_splits(root: Path) -> list[str]:
     return sorted(names)
 
 
-def find_pairs(root: str | Path, split: str) -> list[PairFiles]:
-    """List the pairs of `split` under `root`, with clear errors for missing/empty folders and mismatches."""
-    root = Path(root).expanduser()
-    if not root.is_dir():
-        raise FileNotFoundError(f"dataset root {root} does not exist or is not a folder")
+def list_split(root: Path, split: str) -> tuple[list[PairFiles], list[str]]:
+    """The pairs of ``split`` and every problem found while matching them (`find_pairs` raises them;
+    `p2p.data.validate.check_splits` reports them with the files' own)."""
     folders = split_folders(root, split)
     if not folders:
-        raise FileNotFoundError(
-            f"split {split!r} not found in {root}: expected {root / split}/ (A|B side by side) or "
-            f"{root / 'A' / split}/ and {root / 'B' / split}/; "
-            f"splits present: {available_splits(root) or 'none'}"
-        )
-    for folder in folders:
-        if not list_images(folder):
-            raise FileNotFoundError(f"no images ({'/'.join(IMG_EXTENSIONS)}) in {folder}")
+        return [], [
+            f"{root / split}: split {split!r} not found (expected {root / split}/ with A|B images side by side "
+            f"or {root / 'A' / split}/ and {root / 'B' / split}/; splits present: "
+            f"{available_splits(root) or 'none'})"
+        ]
+    images = [list_images(f) for f in folders]
+    problems = [p for f in folders for p in broken_links(f)]
+    problems += [
+        f"{f}: empty split: no images ({'/'.join(IMG_EXTENSIONS)})" for f, i in zip(folders, images) if not i
+    ]
     if len(folders) == 1:
-        return [PairFiles(p, None) for p in list_images(folders[0])]
-
-    by_stem: list[dict[str, Path]] = []
-    for folder in folders:
-        stems: dict[str, Path] = {}
-        for p in list_images(folder):
-            if p.stem in stems:
-                raise ValueError(
-                    f"{folder} has two images named {p.stem!r}: {stems[p.stem].name} and {p.name}"
+        return [PairFiles(p, None) for p in images[0]], problems
+    by_stem: list[dict[str, Path]] = [{}, {}]
+    for side, paths in enumerate(images):
+        for p in paths:
+            if p.stem in by_stem[side]:
+                problems.append(
+                    f"{p}: same name as {by_stem[side][p.stem].name}; cannot tell which one to pair"
                 )
-            stems[p.stem] = p
-        by_stem.append(stems)
+            else:
+                by_stem[side][p.stem] = p
     a, b = by_stem
-    only_a, only_b = sorted(a.keys() - b.keys()), sorted(b.keys() - a.keys())
-    if only_a or only_b:
-        raise ValueError(
-            f"A and B images of split {split!r} in {root} do not match by name: "
-            f"only in {folders[0]}: [{_names([a[s].name for s in only_a])}]; "
-            f"only in {folders[1]}: [{_names([b[s].name for s in only_b])}]"
-        )
-    return [PairFiles(a[s], b[s]) for s in sorted(a)]
+    for stem in sorted(a.keys() ^ b.keys()):
+        here, there = (a[stem], folders[1]) if stem in a else (b[stem], folders[0])
+        problems.append(f"{here}: no image named {stem}.* in {there} (A and B files are paired by name)")
+    return [PairFiles(a[s], b[s]) for s in sorted(a.keys() & b.keys())], problems
+
+
+def find_pairs(root: str | Path, split: str) -> list[PairFiles]:
+    """The pairs of `split` under `root`; a `DataError` lists every listing problem (missing or empty
+    folders, duplicate names, A and B files that do not pair up)."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise InputNotFoundError(f"dataset root {root} does not exist or is not a folder")
+    pairs, problems = list_split(root, split)
+    if problems:
+        raise DataError(f"split {split!r} of {root}:\n" + "\n".join(f"  {p}" for p in problems), problems)
+    return pairs
 
 
 class PairedImageDataset(Dataset[Pair]):

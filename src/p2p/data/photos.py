@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from p2p.data.dataset import IMG_EXTENSIONS, Pair, PairedImageDataset, PairFiles, list_images
+from p2p.data.dataset import IMG_EXTENSIONS, Pair, PairedImageDataset, PairFiles, broken_links, list_images
 from p2p.data.edges import EdgeSettings, edge_map
 from p2p.data.transforms import BICUBIC, PairTransform
 from p2p.errors import DataError, check_choice
@@ -101,8 +101,8 @@ def list_photos(root: Path, split: str, val_fraction: float = 0.1) -> tuple[list
         where = (
             f"{folder}" if folder != root else f"{root} (split {split!r}, data.val_fraction={val_fraction})"
         )
-        return [], [f"{where}: empty split: no images ({'/'.join(IMG_EXTENSIONS)})"]
-    return [PairFiles(p, p) for p in photos], []
+        return [], [*broken_links(folder), f"{where}: empty split: no images ({'/'.join(IMG_EXTENSIONS)})"]
+    return [PairFiles(p, p) for p in photos], broken_links(folder)
 
 
 class PhotoDataset(PairedImageDataset):

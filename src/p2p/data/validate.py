@@ -25,7 +25,7 @@ from typing import Literal, get_args
 
 from PIL import Image
 
-from p2p.data.dataset import IMG_EXTENSIONS, PairFiles, available_splits, list_images, split_folders
+from p2p.data.dataset import PairFiles, list_split
 from p2p.data.transforms import PairTransform
 from p2p.errors import DataError, check_choice
 
@@ -45,38 +45,6 @@ def inspect_image(path: Path) -> tuple[int, int] | str:
             return img.size
     except Exception as e:  # UnidentifiedImageError, truncation, DecompressionBombError, struct errors, ...
         return f"cannot read image: {type(e).__name__}: {e}"
-
-
-def list_split(root: Path, split: str) -> tuple[list[PairFiles], list[str]]:
-    """The pairs of ``split`` (as `p2p.data.dataset.find_pairs` lists them) and the problems found while
-    matching them, instead of stopping at the first."""
-    folders = split_folders(root, split)
-    if not folders:
-        return [], [
-            f"{root / split}: split {split!r} not found (expected {root / split}/ with A|B images side by side "
-            f"or {root / 'A' / split}/ and {root / 'B' / split}/; splits present: "
-            f"{available_splits(root) or 'none'})"
-        ]
-    images = [list_images(f) for f in folders]
-    problems = [
-        f"{f}: empty split: no images ({'/'.join(IMG_EXTENSIONS)})" for f, i in zip(folders, images) if not i
-    ]
-    if len(folders) == 1:
-        return [PairFiles(p, None) for p in images[0]], problems
-    by_stem: list[dict[str, Path]] = [{}, {}]
-    for side, paths in enumerate(images):
-        for p in paths:
-            if p.stem in by_stem[side]:
-                problems.append(
-                    f"{p}: same name as {by_stem[side][p.stem].name}; cannot tell which one to pair"
-                )
-            else:
-                by_stem[side][p.stem] = p
-    a, b = by_stem
-    for stem in sorted(a.keys() ^ b.keys()):
-        here, there = (a[stem], folders[1]) if stem in a else (b[stem], folders[0])
-        problems.append(f"{here}: no image named {stem}.* in {there} (A and B files are paired by name)")
-    return [PairFiles(a[s], b[s]) for s in sorted(a.keys() & b.keys())], problems
 
 
 def pair_problem(
