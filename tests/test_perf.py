@@ -132,17 +132,18 @@ def test_short_facades_run_with_fast_defaults_matches_fp32_eager(
 ) -> None:
     """40 steps of the paper recipe (batch 1, facades labels -> photo) at 128x128 and widths 8, once with
     p2p's fast defaults (bf16 autocast, fused Adam, RAM cache) and once with all of them off. Measured
-    differences: val L1 1e-4, PSNR 0.004 dB, SSIM 7e-4, against 1e-3, 0.026 dB and 0.011 between two fp32
-    seeds; tolerances: L1 0.002, PSNR 0.05 dB, SSIM 0.005. (SSIM computed under autocast was 0.15 off,
-    hence the module's fp32 metrics.)"""
+    differences: val L1 1e-4, PSNR 0.004 dB, SSIM 7e-4 (again on 2026-12-02: 1.0e-4, 0.0034, 9.5e-4), against 1e-3, 0.026 dB and 0.011 between two fp32
+    seeds. Tolerances: half the seed-to-seed spread, so a fast path that changed training as much as another
+    seed does fails: L1 5e-4, PSNR 0.013 dB, SSIM 0.005. (SSIM computed under autocast was 0.15 off, hence
+    the module's fp32 metrics.)"""
     common = [
         "debug=smoke", "data=facades", f"data.root={facades_root}", "data.batch_size=1",
         "trainer.limit_train_batches=40", "data.max_val_samples=16", "trainer.limit_val_batches=null",
     ]  # fmt: skip
     fast = train(compose_train([*common, "trainer.precision=bf16-mixed"], tmp_path / "fast"))["metrics"]
     ref = train(compose_train([*common, *REFERENCE], tmp_path / "ref"))["metrics"]
-    assert fast["val/l1"] == pytest.approx(ref["val/l1"], abs=0.002)
-    assert fast["val/psnr"] == pytest.approx(ref["val/psnr"], abs=0.05)
+    assert fast["val/l1"] == pytest.approx(ref["val/l1"], abs=5e-4)
+    assert fast["val/psnr"] == pytest.approx(ref["val/psnr"], abs=0.013)
     assert fast["val/ssim"] == pytest.approx(ref["val/ssim"], abs=0.005)
 
 
