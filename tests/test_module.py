@@ -190,3 +190,132 @@ def test_checkpoint_rebuilds_the_model_without_a_config(tmp_path) -> None:
     model.eval()
     again.eval()
     torch.testing.assert_close(model.G(x), again.G(x))
+
+
+class Known(torch.nn.Module):
+    """A 'generator' whose output is a fixed image per input: validation's metrics can be computed by hand."""
+
+    def __init__(self, value: torch.Tensor) -> None:
+        super().__init__()
+        self.value = value
+        self.conv = torch.nn.Conv2d(3, 3, 1)  # a parameter, so an optimiser can be built
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.value.expand(len(x), -1, -1, -1) + 0 * self.conv(x)
+
+
+def test_validation_metrics_are_the_per_image_means_on_clamped_outputs(tmp_path) -> None:
+    """val/l1 averages per image (3 images in batches of 2 and 1), PSNR and SSIM see the output clamped to
+    [-1, 1] and mapped to [0, 1] in fp32; the values are recomputed here with torchmetrics' functions."""
+    from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+
+    data = Pairs(n=3)
+    value = torch.linspace(-1.5, 1.5, 3 * 32 * 32).reshape(1, 3, 32, 32)  # a third of it outside [-1, 1]
+    model = Pix2Pix(generator=SMALL_G, discriminator=SMALL_D, num_grid_images=0)
+    model.G = Known(value)
+    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=str(tmp_path))  # fmt: skip
+    (got,) = trainer.validate(model, DataLoader(data, batch_size=2), verbose=False)
+    fake = value.expand(3, -1, -1, -1)
+    l1 = (fake - data.y).abs().mean(dim=(1, 2, 3)).mean()  # per image, then over images
+    f01, y01 = (fake.clamp(-1, 1) + 1) / 2, (data.y + 1) / 2
+    psnr = peak_signal_noise_ratio(f01, y01, data_range=1.0, reduction="elementwise_mean", dim=(1, 2, 3))
+    ssim = structural_similarity_index_measure(f01, y01, data_range=1.0)
+    assert got["val/l1"] == pytest.approx(l1.item(), rel=1e-5)
+    assert got["val/psnr"] == pytest.approx(psnr.item(), rel=1e-5)
+    assert got["val/ssim"] == pytest.approx(ssim.item(), rel=1e-5)
+    assert not (tmp_path / "images").exists()  # num_grid_images=0: no grid, and no error either
+
+
+def test_validation_runs_g_in_the_configured_inference_mode(tmp_path) -> None:
+    """val_inference=paper normalises with the batch's statistics: with running averages far from them
+    (and dropout off), val/l1 is the one computed in paper mode, not in eval mode."""
+    from p2p.inference import inference_mode
+
+    data = Pairs(n=2)
+    losses = {}
+    for mode in ("paper", "eval"):
+        torch.manual_seed(0)
+        model = Pix2Pix(generator={**SMALL_G, "dropout": 0.0}, discriminator=SMALL_D, val_inference=mode,
+                        num_grid_images=0)  # fmt: skip
+        for m in model.G.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.fill_(2.0)
+        trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                            enable_model_summary=False, default_root_dir=str(tmp_path))  # fmt: skip
+        (got,) = trainer.validate(model, DataLoader(data, batch_size=2), verbose=False)
+        with torch.no_grad(), inference_mode(model.G, mode):
+            want = (model.G(data.x) - data.y).abs().mean()
+        assert got["val/l1"] == pytest.approx(want.item(), rel=1e-5), mode
+        losses[mode] = got["val/l1"]
+    assert abs(losses["paper"] - losses["eval"]) > 1e-3
+
+
+def test_checkpoint_hooks_record_the_generator_and_bring_its_data_settings_back() -> None:
+    import p2p
+    from p2p.models.hub import generator_config
+
+    model = Pix2Pix(generator=SMALL_G, discriminator=SMALL_D)
+    model.guard.check_checkpoint = lambda *a: None  # type: ignore[method-assign]  # (no trainer here)
+    ckpt: dict = {}
+    model.on_save_checkpoint(ckpt)
+    assert ckpt["p2p"]["version"] == p2p.__version__
+    assert ckpt["p2p"]["generator"]["name"] == "unet_256" and ckpt["p2p"]["generator"]["num_downs"] == 5
+    again = Pix2Pix(generator=SMALL_G, discriminator=SMALL_D)
+    settings = {"name": "facades", "crop_size": 128}
+    again.on_load_checkpoint({"p2p": {"generator": {**ckpt["p2p"]["generator"], "data": settings}}})
+    assert generator_config(again.G)["data"] == settings
+    again.on_load_checkpoint({})  # a checkpoint of a p2p version that stored nothing: no error, nothing set
+    assert generator_config(again.G)["data"] == settings
+
+
+def test_no_validation_grid_from_the_sanity_check(tmp_path) -> None:
+    model = Pix2Pix(generator=SMALL_G, discriminator=SMALL_D, num_grid_images=2)
+    fit(model, tmp_path, steps=1, num_sanity_val_steps=1, check_val_every_n_epoch=2)  # no real validation
+    assert not (tmp_path / "images").exists()
+
+
+def test_the_grid_goes_to_the_loggers_with_its_key_path_and_step(tmp_path, monkeypatch) -> None:
+    import p2p.training.module as module
+
+    sent = []
+    monkeypatch.setattr(module, "log_image", lambda *args: sent.append(args))
+    model = Pix2Pix(generator=SMALL_G, discriminator=SMALL_D, num_grid_images=1)
+    trainer = fit(model, tmp_path, steps=1)
+    assert sent == [(trainer.logger, "val/grid", tmp_path / "images" / "val_epoch000.png", 2)]
+
+
+def test_log_image_sends_the_png_to_tensorboard_and_wandb(tmp_path) -> None:
+    import numpy as np
+    from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
+    from PIL import Image
+
+    from p2p.training.module import log_image
+
+    png = tmp_path / "grid.png"
+    pixels = (np.arange(4 * 5 * 3) % 256).astype(np.uint8).reshape(4, 5, 3)
+    Image.fromarray(pixels).save(png)
+    calls = []
+
+    class TB(TensorBoardLogger):
+        def __init__(self) -> None:  # no event files: only what reaches the writer
+            pass
+
+        @property
+        def experiment(self):  # type: ignore[override]
+            return type("W", (), {"add_image": lambda _, *a, **k: calls.append(("tb", a, k))})()
+
+    class WB(WandbLogger):
+        def __init__(self) -> None:
+            pass
+
+        def log_image(self, *args, **kwargs) -> None:  # type: ignore[override]
+            calls.append(("wandb", args, kwargs))
+
+    log_image(TB(), "val/grid", png, 7)
+    log_image(WB(), "val/grid", png, 7)
+    log_image(None, "val/grid", png, 7)  # the CSV logger, or none: the file alone
+    (_, tb_args, tb_kw), (_, wb_args, wb_kw) = calls
+    assert tb_args[0] == "val/grid" and tb_args[2] == 7 and tb_kw == {"dataformats": "HWC"}
+    assert np.array_equal(tb_args[1], pixels)
+    assert wb_args == () and wb_kw == {"key": "val/grid", "images": [str(png)], "step": 7}

@@ -1,10 +1,16 @@
-"""Translator's pad/crop-back is exact: a pass-through generator returns its input (issue 15)."""
+"""Translator's arithmetic, exactly: pad/crop-back, channel conversion, input scaling, blend weights, tiles
+(issue 15: each test here kills mutants that shape-only checks let through)."""
 
 from __future__ import annotations
 
-import torch
+import math
 
-from p2p.inference.translator import Translator
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from p2p.inference.translator import Translator, blend_window, tile_starts
 from p2p.models.unet import UNetGenerator
 
 
@@ -28,3 +34,96 @@ def test_tiled_equals_untiled_for_a_pass_through_generator() -> None:
     # blended weights sum to 1 up to float32 rounding of w*x/sum(w): a few ulps of values in [-1, 1]
     torch.testing.assert_close(tiled.translate_tensor(x), untiled, rtol=0, atol=1e-6)
     assert torch.equal(untiled, x)
+
+
+class Pointwise(torch.nn.Module):
+    """A 1x1 convolution with chosen weights: what reaches the network, channel by channel, is visible."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(cin, cout, 1, bias=False)
+        torch.nn.init.eye_(self.conv.weight[:, :, 0, 0]) if cin == cout else torch.nn.init.ones_(
+            self.conv.weight
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+def test_channels_are_converted_to_the_generators_like_pil_does() -> None:
+    """RGBA loses alpha, gray is repeated for an RGB generator, RGB becomes ITU-R 601 luma for a gray one."""
+    rgb = Translator(Pointwise(3, 3), device="cpu")
+    x = torch.rand(1, 3, 5, 6) * 2 - 1
+    alpha = torch.full((1, 1, 5, 6), 0.3)
+    with torch.no_grad():
+        assert torch.equal(rgb(torch.cat([x, alpha], 1)), rgb(x))  # the alpha channel is dropped
+        gray = x[:, :1]
+        assert torch.equal(rgb(gray), gray.expand(-1, 3, -1, -1))  # one channel, three times
+        luma = Translator(Pointwise(1, 1), device="cpu")
+        want = 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]
+        torch.testing.assert_close(luma(x)[:, 0], want, rtol=0, atol=1e-6)
+        torch.testing.assert_close(luma(torch.cat([x, alpha], 1))[:, 0], want, rtol=0, atol=1e-6)  # RGBA -> L
+        assert torch.equal(luma(gray), gray)
+    with pytest.raises(ValueError, match="the generator takes 3 channels, the input has 2"):
+        rgb(x[:, :2])
+    with pytest.raises(ValueError, match=r"expected a tensor \[C, H, W\] or \[B, C, H, W\], got \(6,\)"):
+        rgb(torch.zeros(6))
+
+
+def test_images_and_arrays_become_float32_inputs_in_minus_one_to_one() -> None:
+    """What encode hands the network: float32, [1, C, H, W], 0 -> -1 and 255 -> 1, for every image type."""
+    t = Translator(Pointwise(3, 3), device="cpu")
+    arr = np.zeros((2, 3, 3), dtype=np.uint8)
+    arr[0, 0] = (255, 0, 51)
+    want = torch.tensor([1.0, -1.0, 51 / 127.5 - 1])
+    for img, kind in [(Image.fromarray(arr), "pil"), (arr, "uint8"), (arr.astype(np.float32) / 255, "float")]:
+        x, got_kind = t.encode(img)
+        assert got_kind == kind and x.dtype == torch.float32 and x.shape == (1, 3, 2, 3)
+        torch.testing.assert_close(x[0, :, 0, 0], want, rtol=0, atol=1e-6)
+    gray = np.full((2, 3), 255, dtype=np.uint8)  # H x W: one channel, given to an RGB generator as three
+    assert t.encode(gray)[0].shape == (1, 3, 2, 3) and t.encode(gray)[0].eq(1).all()
+
+
+def test_blend_windows_have_the_documented_ramps() -> None:
+    """Exact weights: a pointwise generator cannot show them (any positive weights blend it back exactly)."""
+    s = math.sqrt(2) / 4  # 0.5 - 0.5 * cos(pi / 4) = 0.5 - s, and cos(3 pi / 4) gives 0.5 + s
+    cases = {
+        (8, 2, "linear"): [0.25, 0.75, 1, 1, 1, 1, 0.75, 0.25],
+        (8, 2, "cosine"): [0.5 - s, 0.5 + s, 1, 1, 1, 1, 0.5 + s, 0.5 - s],
+        (8, 1, "linear"): [0.5, 1, 1, 1, 1, 1, 1, 0.5],
+        (5, 4, "linear"): [0.25, 0.75, 1, 0.75, 0.25],  # the overlap is capped at half the tile
+        (4, 0, "linear"): [1, 1, 1, 1],
+    }
+    for (n, overlap, kind), want in cases.items():
+        torch.testing.assert_close(blend_window(n, overlap, kind), torch.tensor(want, dtype=torch.float32), rtol=0, atol=1e-6)
+    assert torch.equal(blend_window(8, 2), blend_window(8, 2, "linear"))  # linear is the default
+
+
+class TileMean(torch.nn.Module):
+    """Each tile's output is its own mean everywhere: the blend of overlapping tiles is all that shows."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 3, 1)  # unused: tells Translator the channels (3 in, 3 out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(1, 2, 3), keepdim=True).expand_as(x).contiguous()
+
+
+@pytest.mark.parametrize("blend", ["linear", "cosine"])
+def test_overlapping_tiles_are_averaged_with_the_product_of_the_blend_windows(blend: str) -> None:
+    x = torch.rand(1, 3, 20, 28) * 2 - 1  # tiles of 8 with overlap 4 (the divisor of TileMean is 1)
+    got = Translator(TileMean(), device="cpu", tile=8, overlap=4, blend=blend).translate_tensor(x)
+    num, den = torch.zeros(20, 28), torch.zeros(20, 28)
+    w = blend_window(8, 4, blend)[:, None] * blend_window(8, 4, blend)[None, :]
+    for a in tile_starts(20, 8, 4):
+        for b in tile_starts(28, 8, 4):
+            num[a : a + 8, b : b + 8] += w * x[0, :, a : a + 8, b : b + 8].mean()
+            den[a : a + 8, b : b + 8] += w
+    torch.testing.assert_close(got[0], (num / den).expand(3, -1, -1), rtol=0, atol=1e-6)
+
+
+def test_tile_starts_cover_the_side_and_end_flush() -> None:
+    assert tile_starts(10, 4, 1) == [0, 3, 6]
+    assert tile_starts(8, 8, 2) == tile_starts(5, 8, 2) == [0]
+    assert tile_starts(9, 8, 2) == [0, 1]
