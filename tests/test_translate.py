@@ -69,6 +69,39 @@ def test_cli_globs_keep_ext_and_errors(
     assert "missing.png" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "extra, code",
+    [(["--batch-size", "1"], 1), ([], 1), (["--on-bad-file", "skip"], 0)],
+    ids=["batch1", "batched", "skip"],
+)
+def test_a_bad_image_is_named_and_the_good_ones_written(
+    ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], code: int
+) -> None:
+    """A truncated PNG among good ones (in the same batch, and before others with batch size 1): every good
+    image is written, the bad one is named with what is wrong, and the exit code says so (skip: 0)."""
+    src = tmp_path / "in"
+    src.mkdir()
+    for name, (w, h) in {"a": (70, 50), "b": (70, 50), "c": (70, 50), "d": (90, 40)}.items():
+        noise_image(w, h, seed=ord(name)).save(src / f"{name}.png")
+    data = (src / "b.png").read_bytes()
+    (src / "b.png").write_bytes(data[: len(data) // 2])
+    args = [
+        "--checkpoint",
+        str(ckpt),
+        "--input",
+        str(src),
+        "--output",
+        str(tmp_path / "out"),
+        "--no-progress",
+    ]
+    assert exit_code(main, [*args, *extra]) == code
+    out = {p.name: Image.open(p).size for p in (tmp_path / "out").iterdir()}
+    assert out == {"a.png": (70, 50), "c.png": (70, 50), "d.png": (90, 40)}
+    err = capsys.readouterr().err
+    assert f"{src / 'b.png'}: cannot read image: OSError: image file is truncated" in err
+    assert ("warning" if code == 0 else "error: 1 bad input file(s)") in err
+
+
 def test_translator_accepts_pil_arrays_and_tensors(ckpt: Path) -> None:
     tr = p2p.Translator(ckpt, device="cpu")
     img = noise_image(90, 70)
