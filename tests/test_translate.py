@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import itertools
 from pathlib import Path
 
@@ -100,6 +101,34 @@ def test_a_bad_image_is_named_and_the_good_ones_written(
     err = capsys.readouterr().err
     assert f"{src / 'b.png'}: cannot read image: OSError: image file is truncated" in err
     assert ("warning" if code == 0 else "error: 1 bad input file(s)") in err
+
+
+def test_a_corrupt_checkpoint_is_called_corrupt(
+    ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A checkpoint cut in half, random bytes, text and a legacy torch file cut inside a class name are not
+    checkpoints; --allow-pickle is suggested only for a well-formed file that needs it (a pickled module)."""
+    data = ckpt.read_bytes()
+    buffer = io.BytesIO()
+    torch.save({"w": torch.ones(3)}, buffer, _use_new_zipfile_serialization=False)  # pickles, then tensors
+    legacy = buffer.getvalue()
+    bad = {
+        "half.ckpt": data[: len(data) // 2],
+        "random.ckpt": np.random.default_rng(0).bytes(4096),  # torch: "Weights only load failed"
+        "text.ckpt": b"not a checkpoint\n" * 20,  # torch: a KeyError
+        "cut.pth": legacy[: legacy.index(b"collections\nOrderedDict") + 14],  # torch: "GLOBAL collections.O"
+    }
+    noise_image(32, 32).save(tmp_path / "x.png")
+    args = ["--input", str(tmp_path / "x.png"), "--output", str(tmp_path / "out"), "--no-progress"]
+    for name, content in bad.items():
+        (tmp_path / name).write_bytes(content)
+        assert exit_code(main, ["--checkpoint", str(tmp_path / name), *args]) == 2, name
+        err = capsys.readouterr().err
+        assert f"{tmp_path / name}: not a checkpoint (truncated, corrupt" in err
+        assert "allow" not in err and "weights_only" not in err, err  # no advice to unpickle it
+    torch.save(p2p.create_model("unet_128", num_downs=5, ngf=4), tmp_path / "module.pt")
+    assert exit_code(main, ["--checkpoint", str(tmp_path / "module.pt"), *args]) == 2
+    assert "module.pt: a well-formed torch file that needs full unpickling" in capsys.readouterr().err
 
 
 def test_translator_accepts_pil_arrays_and_tensors(ckpt: Path) -> None:
