@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import itertools
 from pathlib import Path
 
@@ -67,6 +68,67 @@ def test_cli_globs_keep_ext_and_errors(
     assert "would both be written" in capsys.readouterr().err
     assert exit_code(main, [*args, "--input", str(tmp_path / "missing.png")]) == 2
     assert "missing.png" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "extra, code",
+    [(["--batch-size", "1"], 1), ([], 1), (["--on-bad-file", "skip"], 0)],
+    ids=["batch1", "batched", "skip"],
+)
+def test_a_bad_image_is_named_and_the_good_ones_written(
+    ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], code: int
+) -> None:
+    """A truncated PNG among good ones (in the same batch, and before others with batch size 1): every good
+    image is written, the bad one is named with what is wrong, and the exit code says so (skip: 0)."""
+    src = tmp_path / "in"
+    src.mkdir()
+    for name, (w, h) in {"a": (70, 50), "b": (70, 50), "c": (70, 50), "d": (90, 40)}.items():
+        noise_image(w, h, seed=ord(name)).save(src / f"{name}.png")
+    data = (src / "b.png").read_bytes()
+    (src / "b.png").write_bytes(data[: len(data) // 2])
+    args = [
+        "--checkpoint",
+        str(ckpt),
+        "--input",
+        str(src),
+        "--output",
+        str(tmp_path / "out"),
+        "--no-progress",
+    ]
+    assert exit_code(main, [*args, *extra]) == code
+    out = {p.name: Image.open(p).size for p in (tmp_path / "out").iterdir()}
+    assert out == {"a.png": (70, 50), "c.png": (70, 50), "d.png": (90, 40)}
+    err = capsys.readouterr().err
+    assert f"{src / 'b.png'}: cannot read image: OSError: image file is truncated" in err
+    assert ("warning" if code == 0 else "error: 1 bad input file(s)") in err
+
+
+def test_a_corrupt_checkpoint_is_called_corrupt(
+    ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A checkpoint cut in half, random bytes, text and a legacy torch file cut inside a class name are not
+    checkpoints; --allow-pickle is suggested only for a well-formed file that needs it (a pickled module)."""
+    data = ckpt.read_bytes()
+    buffer = io.BytesIO()
+    torch.save({"w": torch.ones(3)}, buffer, _use_new_zipfile_serialization=False)  # pickles, then tensors
+    legacy = buffer.getvalue()
+    bad = {
+        "half.ckpt": data[: len(data) // 2],
+        "random.ckpt": np.random.default_rng(0).bytes(4096),  # torch: "Weights only load failed"
+        "text.ckpt": b"not a checkpoint\n" * 20,  # torch: a KeyError
+        "cut.pth": legacy[: legacy.index(b"collections\nOrderedDict") + 14],  # torch: "GLOBAL collections.O"
+    }
+    noise_image(32, 32).save(tmp_path / "x.png")
+    args = ["--input", str(tmp_path / "x.png"), "--output", str(tmp_path / "out"), "--no-progress"]
+    for name, content in bad.items():
+        (tmp_path / name).write_bytes(content)
+        assert exit_code(main, ["--checkpoint", str(tmp_path / name), *args]) == 2, name
+        err = capsys.readouterr().err
+        assert f"{tmp_path / name}: not a checkpoint (truncated, corrupt" in err
+        assert "allow" not in err and "weights_only" not in err, err  # no advice to unpickle it
+    torch.save(p2p.create_model("unet_128", num_downs=5, ngf=4), tmp_path / "module.pt")
+    assert exit_code(main, ["--checkpoint", str(tmp_path / "module.pt"), *args]) == 2
+    assert "module.pt: a well-formed torch file that needs full unpickling" in capsys.readouterr().err
 
 
 def test_translator_accepts_pil_arrays_and_tensors(ckpt: Path) -> None:

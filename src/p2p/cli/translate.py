@@ -11,9 +11,11 @@ from __future__ import annotations
 import argparse
 import glob
 import logging
+import os
 import sys
 from collections import defaultdict
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -23,10 +25,11 @@ from rich.progress import Progress
 from rich.table import Table
 
 from p2p.cli import parse_arch, run_cli
-from p2p.errors import InputNotFoundError, UsageError
+from p2p.data.validate import ON_BAD_FILE
+from p2p.errors import DataError, InputNotFoundError, UnreadableImageError, UsageError
 from p2p.inference import INFERENCE_MODES, Translator
 from p2p.inference.translator import BLENDS, MODE_NOTES, pad_to, padded_size
-from p2p.io import open_image
+from p2p.io import inspect_image, open_image
 from p2p.models import zoo
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -82,8 +85,11 @@ def run(args: argparse.Namespace) -> int:
         if dest in targets:
             raise UsageError(f"{src} and {targets[dest]} would both be written to {dest}")
         targets[dest] = src
+    sizes, problems = check_inputs(files)
     print(
-        f"p2p-translate: {len(files)} images, inference={tr.inference} "
+        f"p2p-translate: {len(files) - len(problems)} images"
+        + (f" ({len(problems)} bad input file(s) left out, listed at the end)" if problems else "")
+        + f", inference={tr.inference} "
         f"({MODE_NOTES[tr.inference]}), "
         f"device={tr.device}, sides padded to multiples of {tr.divisor}"
         + (f", tiles {tr.tile} overlap {tr.overlap} ({tr.blend})" if tr.tile else "")
@@ -96,36 +102,81 @@ def run(args: argparse.Namespace) -> int:
     )
     # batch images whose padded sizes agree (one forward pass each); the rest go alone
     groups: dict[tuple[int, int], list[tuple[Path, Path]]] = defaultdict(list)
-    for src, rel in files:
-        with Image.open(src) as im:
-            w, h = im.size
-        groups[padded_size(h, w, tr.divisor)].append((src, rel))
+    for (src, rel), size in zip(files, sizes):
+        if not isinstance(size, str):
+            groups[padded_size(size[1], size[0], tr.divisor)].append((src, rel))
+    written = 0
     with Progress(disable=args.no_progress) as progress:
-        task = progress.add_task("translating", total=len(files))
+        task = progress.add_task("translating", total=len(files) - len(problems))
         for (ph, pw), members in groups.items():
             step = 1 if tr.tile and max(ph, pw) > tr.tile else tr.batch_size
             for i in range(0, len(members), step):
-                chunk = members[i : i + step]
-                xs, inputs = [], []
-                for src, _ in chunk:
-                    with Image.open(src) as im:
-                        if mask is not None and mask.size != im.size:
-                            raise UsageError(f"--mask {args.mask} is {mask.size[0]}x{mask.size[1]} but {src} is "
-                                             f"{im.size[0]}x{im.size[1]}: the mask must have the image's size")  # fmt: skip
-                        x, _kind = tr.encode(im, mask)  # photo tasks: L, or the image with the hole
-                    inputs.append(x)
-                    xs.append(pad_to(x, ph, pw))
-                batch = torch.cat([x for x, _ in xs])
-                y = tr.translate_tensor(batch)  # already padded: translate_tensor pads by nothing
-                for (_src, rel), x, (_, (top, left)), out in zip(chunk, inputs, xs, y):
-                    h, w = x.shape[-2:]
-                    img = tr.decode(x, out[None, :, top : top + h, left : left + w], "pil", None)
-                    dest = output_path(out_dir, rel, args.keep_ext)
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    img.save(dest, **({"quality": 95} if dest.suffix.lower() in (".jpg", ".jpeg") else {}))
-                progress.advance(task, len(chunk))
-    print(f"wrote {len(files)} images to {out_dir}")
+                written += translate_chunk(tr, members[i : i + step], (ph, pw), mask, args, problems)
+                progress.advance(task, len(members[i : i + step]))
+    print(f"wrote {written} images to {out_dir}")
+    report_bad_files(problems, args.on_bad_file)
     return 0
+
+
+def translate_chunk(
+    tr: Translator,
+    chunk: list[tuple[Path, Path]],
+    padded: tuple[int, int],
+    mask: Image.Image | None,
+    args: argparse.Namespace,
+    problems: list[str],
+) -> int:
+    """Translate and write images of one padded size in one forward pass; returns how many were written.
+    A file that can no longer be decoded (changed since it was checked) joins ``problems``."""
+    xs, inputs, rels = [], [], []
+    for src, rel in chunk:
+        try:
+            im = open_image(src)
+        except UnreadableImageError as e:
+            problems.append(str(e))
+            continue
+        if mask is not None and mask.size != im.size:
+            raise UsageError(f"--mask {args.mask} is {mask.size[0]}x{mask.size[1]} but {src} is "
+                             f"{im.size[0]}x{im.size[1]}: the mask must have the image's size")  # fmt: skip
+        x, _kind = tr.encode(im, mask)  # photo tasks: L, or the image with the hole
+        inputs.append(x)
+        xs.append(pad_to(x, *padded))
+        rels.append(rel)
+    if not xs:
+        return 0
+    y = tr.translate_tensor(torch.cat([x for x, _ in xs]))  # already padded: translate_tensor pads by nothing
+    for rel, x, (_, (top, left)), out in zip(rels, inputs, xs, y):
+        h, w = x.shape[-2:]
+        img = tr.decode(x, out[None, :, top : top + h, left : left + w], "pil", None)
+        dest = output_path(Path(args.output), rel, args.keep_ext)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        img.save(dest, **({"quality": 95} if dest.suffix.lower() in (".jpg", ".jpeg") else {}))
+    return len(rels)
+
+
+def check_inputs(files: list[tuple[Path, Path]]) -> tuple[list[tuple[int, int] | str], list[str]]:
+    """Every input decoded once, in a thread pool, before the slow part: (width, height) or what is wrong
+    for each file, and one ``"path: what is wrong"`` line per bad file."""
+    with ThreadPoolExecutor(max_workers=min(16, 2 * (os.cpu_count() or 1))) as pool:
+        sizes = list(pool.map(inspect_image, [src for src, _ in files], chunksize=16))
+    return sizes, [f"{src}: {size}" for (src, _), size in zip(files, sizes) if isinstance(size, str)]
+
+
+def report_bad_files(problems: list[str], on_bad_file: str) -> None:
+    """The bad inputs, after every good one was written: a `DataError` (exit code 1), or with
+    ``--on-bad-file skip`` a warning."""
+    if not problems:
+        return
+    listing = "\n".join(f"  {p}" for p in problems)
+    if on_bad_file == "skip":
+        print(f"p2p-translate: warning: --on-bad-file skip: left out {len(problems)} bad input file(s):\n"
+              f"{listing}", file=sys.stderr)  # fmt: skip
+        return
+    raise DataError(
+        f"{len(problems)} bad input file(s) not translated (every other one was written; --on-bad-file skip "
+        f"exits 0):\n{listing}",
+        problems,
+    )
 
 
 def load_mask(path: str | None, photo_task: str | None) -> Image.Image | None:
@@ -169,6 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="seed for paper mode's dropout")
     p.add_argument("--arch", default=None, help='JSON architecture override, e.g. \'{"norm": "instance"}\'')
     p.add_argument("--allow-pickle", action="store_true", help="permit full unpickling (trusted files only)")
+    p.add_argument("--on-bad-file", choices=ON_BAD_FILE, default="error", help="inputs that cannot be "
+                   "decoded are left out and listed at the end; error (default): then exit 1, skip: exit 0")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument(
         "--list-pretrained", action="store_true", help="print the zoo's tags (for --checkpoint) and exit"

@@ -23,28 +23,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal, get_args
 
-from PIL import Image
-
 from p2p.data.dataset import PairFiles, list_split
 from p2p.data.transforms import PairTransform
 from p2p.errors import DataError, check_choice
+from p2p.io import inspect_image
 
 log = logging.getLogger(__name__)
 
 OnBadFile = Literal["error", "skip"]
 ON_BAD_FILE: tuple[str, ...] = get_args(OnBadFile)
-
-
-def inspect_image(path: Path) -> tuple[int, int] | str:
-    """The image's (width, height) after a full decode, or what is wrong with it."""
-    try:
-        if path.stat().st_size == 0:
-            return "empty file (0 bytes)"
-        with Image.open(path) as img:
-            img.load()  # decodes every byte: truncation shows up here (Pillow's LOAD_TRUNCATED_IMAGES is off)
-            return img.size
-    except Exception as e:  # UnidentifiedImageError, truncation, DecompressionBombError, struct errors, ...
-        return f"cannot read image: {type(e).__name__}: {e}"
 
 
 def pair_problem(

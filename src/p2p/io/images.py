@@ -14,11 +14,25 @@ from p2p.errors import UnreadableImageError
 def open_image(path: str | os.PathLike[str]) -> Image.Image:
     """The fully decoded image (truncation shows up here); any decoder failure names the file."""
     try:
-        with Image.open(path) as img:
-            img.load()
-            return img
+        return _decoded(path)
     except Exception as e:  # OSError, UnidentifiedImageError, DecompressionBombError, struct errors, ...
         raise UnreadableImageError(f"cannot read image {path}: {type(e).__name__}: {e}") from e
+
+
+def inspect_image(path: str | os.PathLike[str]) -> tuple[int, int] | str:
+    """The image's (width, height) after a full decode, or what is wrong with it (for lists of bad files)."""
+    try:
+        if os.stat(path).st_size == 0:
+            return "empty file (0 bytes)"
+        return _decoded(path).size
+    except Exception as e:  # as in open_image
+        return f"cannot read image: {type(e).__name__}: {e}"
+
+
+def _decoded(path: str | os.PathLike[str]) -> Image.Image:
+    with Image.open(path) as img:
+        img.load()  # decodes every byte: truncation shows up here (Pillow's LOAD_TRUNCATED_IMAGES is off)
+        return img
 
 
 def convert_channels(img: Image.Image, channels: int) -> Image.Image:

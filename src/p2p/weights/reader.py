@@ -14,12 +14,16 @@ passes ``allow_pickle=True``; then it may also hold a whole pickled module.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import pickle
+import pickletools
+import struct
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 import torch.nn as nn
@@ -140,27 +144,80 @@ def _json(path: Path) -> dict[str, Any]:
     return config
 
 
+# what the weights-only unpickler raises when it meets an object it will not rebuild; anything else it
+# raises ("Unsupported operand 225", "String is too long", ...) means the bytes are not a pickle
+_REFUSALS = (
+    "Unsupported global",
+    "is blocked",
+    "Can only create new object",
+    "Can only build",
+    "Trying to call reduce",
+    "must be imported to load",
+)
+# what torch.load raises on a file cut short, random bytes or text (found by fuzzing torch 2.x)
+_CORRUPT = (RuntimeError, EOFError, ValueError, OSError, KeyError, IndexError, struct.error, AssertionError)
+# a legacy (non-zip) torch file: pickles of the magic number, protocol, system info, the object, its
+# storage keys; then the tensors' bytes
+_LEGACY_PICKLES = 5
+
+
 def _torch_load(path: Path, allow_pickle: bool) -> Any:
-    """``weights_only`` first; full unpickling only with the caller's consent (it can execute code)."""
+    """``weights_only`` first; full unpickling only with the caller's consent (it can execute code). Only a
+    well-formed file is told to ask for it: a corrupt one is called corrupt."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if "Weights only load failed" not in str(e):  # "invalid load key": not a pickle at all
-            raise CheckpointError(
-                f"{path}: not a checkpoint (corrupt, or not a torch file): {first}"
-            ) from None
+        if not any(r in str(e) for r in _REFUSALS):
+            raise _corrupt(path, e) from None
+        # a file cut short inside a class name reads as a refused global ("GLOBAL collections.Or"), and
+        # random bytes can too: the stream must also parse to the end
+        if not _pickles_parse(path):
+            raise _corrupt(path, "its pickled data is cut short or damaged") from None
         if not allow_pickle:
             raise CheckpointError(
                 f"{path}: a well-formed torch file that needs full unpickling, which can run arbitrary code "
                 f"({_unsupported_global(str(e))}): pass allow_pickle=True (p2p-translate/p2p-export "
                 "--allow-pickle) only if you trust the file"
             ) from None
-    except (RuntimeError, EOFError, ValueError, OSError) as e:  # a zip cut short, random bytes, ...
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: not a checkpoint (truncated or corrupt file): {first}") from None
+    except _CORRUPT as e:
+        raise _corrupt(path, e) from None
     log.warning("%s: unpickling with weights_only=False (allow_pickle=True)", path)
-    return torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except (pickle.UnpicklingError, *_CORRUPT) as e:  # its tensor data cut short, ...
+        raise _corrupt(path, e) from None
+
+
+def _corrupt(path: Path, error: Exception | str) -> CheckpointError:
+    """The "not a checkpoint" error with torch's reason: of a weights-only message only the unpickler's own
+    words ("Unsupported operand 225"), as the rest says that weights_only=False "will likely succeed"."""
+    if isinstance(error, Exception):
+        text = str(error).rpartition("WeightsUnpickler error:")[2].strip()
+        error = f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+    return CheckpointError(f"{path}: not a checkpoint (truncated, corrupt, or not a torch file): {error}")
+
+
+def _pickles_parse(path: Path) -> bool:
+    """Whether the file's pickles parse to their end, read by `pickletools` (which runs nothing): the
+    ``data.pkl`` of a zip-format torch file, the leading pickles of a legacy one."""
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                names = [n for n in archive.namelist() if n.rpartition("/")[2] == "data.pkl"]
+                return len(names) == 1 and _parse(io.BytesIO(archive.read(names[0])), 1)
+        with path.open("rb") as f:  # the pickles come before the tensors' bytes: only they are read
+            return _parse(f, _LEGACY_PICKLES)
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError):  # pickletools: "opcode unknown", cut short
+        return False
+
+
+def _parse(stream: IO[bytes], count: int) -> bool:
+    """Whether ``count`` pickles follow one another in ``stream``, each ending in STOP."""
+    for _ in range(count):
+        ops = list(pickletools.genops(stream))  # stops after STOP, where the next pickle starts
+        if not ops or ops[-1][0].name != "STOP":
+            return False
+    return True
 
 
 def _unsupported_global(message: str) -> str:
