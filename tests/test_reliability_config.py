@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from hydra.errors import ConfigCompositionException
 
 from p2p.config import check_config, config_dir, explain
@@ -222,3 +223,42 @@ def test_explain_never_calls_an_existing_key_missing() -> None:
     assert explain(error) is None
     cause.key, cause.full_key = "rot", "data.rot"
     assert (explain(error) or "").startswith("data.rot: no such key; did you mean 'root'?")
+
+
+def test_a_bad_checkpoint_to_resume_from_is_named_before_any_data_is_read(
+    compose_train, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 11 item 5: a truncated .ckpt, random bytes, a generator-only best file and a checkpoint of other
+    networks each get one line naming the file and what is wrong, from the config check."""
+    first = train(compose_train(["debug=smoke", "trainer.max_epochs=1", "logger=none"], tmp_path / "run"))
+    last = Path(first["last_ckpt"])
+    blob = last.read_bytes()
+    (tmp_path / "cut.ckpt").write_bytes(blob[: len(blob) // 2])
+    (tmp_path / "noise.ckpt").write_bytes(bytes(range(256)) * 64)
+    g_only = tmp_path / "g_only.ckpt"  # what a best_epoch file holds once it is no longer a link to last
+    torch.save(
+        {k: v for k, v in torch.load(last, weights_only=True).items() if k != "optimizer_states"}, g_only
+    )
+
+    import p2p.data.validate
+
+    def no_reading(*args: object, **kwargs: object) -> None:
+        raise AssertionError("data was read before the checkpoint was checked")
+
+    monkeypatch.setattr(p2p.data.validate, "check_splits", no_reading)
+    cases = [
+        ([f"ckpt_path={tmp_path / 'cut.ckpt'}"], f"ckpt_path: {tmp_path / 'cut.ckpt'}: not a checkpoint (truncated, corrupt, or not a torch file)"),
+        ([f"ckpt_path={tmp_path / 'noise.ckpt'}"], f"ckpt_path: {tmp_path / 'noise.ckpt'}: not a checkpoint"),
+        ([f"ckpt_path={g_only}"], f"ckpt_path: {g_only} holds a generator's weights, not a run to resume"),
+        (["model=resnet9_patch70", f"ckpt_path={last}"], "holds another generator (unet_256) than model.generator builds (resnet_9blocks): "),
+        (["model.discriminator.name=patchgan_16", f"ckpt_path={last}"], "holds another discriminator (patchgan_70) than model.discriminator builds (patchgan_16): "),
+        (["loss=l1", f"ckpt_path={last}"], "was trained with a discriminator, but loss.gan_weight=0.0 trains none"),
+        (["loss=l1_gan", f"ckpt_path={last}"], "than model.discriminator builds (patchgan_70): model.0.weight is [8, 6, 4, 4] in the file, [8, 3, 4, 4] built"),
+    ]  # fmt: skip
+    for overrides, expected in cases:
+        cfg = compose_train(["debug=smoke", "trainer.max_epochs=2", *overrides], tmp_path / "again")
+        with pytest.raises(ConfigError) as info:
+            train(cfg)
+        assert expected in str(info.value), (overrides, str(info.value))
+        assert "--allow-pickle" not in str(info.value) and "allow_pickle" not in str(info.value)
+    check_config(compose_train(["debug=smoke", "trainer.max_epochs=2", f"ckpt_path={last}"], tmp_path / "ok"))

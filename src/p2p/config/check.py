@@ -27,9 +27,10 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
 from p2p.config.build import plain
-from p2p.errors import ConfigError
+from p2p.errors import CheckpointError, ConfigError
 from p2p.models import build_model, list_models, model_spec, valid_overrides
 from p2p.training import NonFiniteGuard, Objective, Optim
+from p2p.weights import read_weights
 
 log = logging.getLogger(__name__)
 
@@ -162,14 +163,12 @@ def _run(cfg: DictConfig, batchnorm: bool) -> Iterator[str]:
     seed, ckpt, trainer = cfg.get("seed"), cfg.get("ckpt_path"), cfg.trainer
     if seed is not None and not (isinstance(seed, int) and seed >= 0):
         yield f"seed: must be an integer >= 0 or null, got {seed!r}"
-    if (
-        ckpt is not None
-        and ckpt not in CKPT_KEYWORDS
-        and "://" not in str(ckpt)
-        and not Path(str(ckpt)).is_file()
-    ):
-        yield (f"ckpt_path: no checkpoint file at {ckpt}; give a .ckpt path, or ckpt_path=last to resume from the run "
-               "folder's last.ckpt when there is one (and start fresh otherwise)")  # fmt: skip
+    if ckpt is not None and ckpt not in CKPT_KEYWORDS and "://" not in str(ckpt):
+        if Path(str(ckpt)).is_file():
+            yield from _resume(cfg, Path(str(ckpt)))
+        else:
+            yield (f"ckpt_path: no checkpoint file at {ckpt}; give a .ckpt path, or ckpt_path=last to resume from the "
+                   "run folder's last.ckpt when there is one (and start fresh otherwise)")  # fmt: skip
     on_cpu = trainer.accelerator == "cpu" or (trainer.accelerator == "auto" and not torch.cuda.is_available())
     if trainer.sync_batchnorm and on_cpu:
         yield ("trainer.sync_batchnorm: SyncBatchNorm needs CUDA GPUs; on CPU use trainer.sync_batchnorm=false, and "
@@ -180,6 +179,48 @@ def _run(cfg: DictConfig, batchnorm: bool) -> Iterator[str]:
     if multi and batchnorm and not trainer.sync_batchnorm and rank_zero_only.rank == 0:  # type: ignore[attr-defined]
         log.warning("BatchNorm under DDP without trainer.sync_batchnorm=true normalises each process's batch separately: "
                     "the result differs from one process with the same global batch (docs/reliability.md)")  # fmt: skip
+
+
+def _resume(cfg: DictConfig, path: Path) -> Iterator[str]:
+    """The checkpoint to resume from is one (not cut short, not a generator-only best file) of the networks
+    the config builds: Lightning's own errors would come after the data setup, as tracebacks."""
+    try:
+        weights = read_weights(path, "G")
+    except CheckpointError as e:
+        yield f"ckpt_path: {e}"
+        return
+    ckpt = weights.checkpoint
+    if ckpt is None or "optimizer_states" not in ckpt:
+        yield (f"ckpt_path: {path} holds a generator's weights, not a run to resume (no optimiser states); resume "
+               "from the run's checkpoints/last.ckpt, or evaluate this file with p2p-eval ckpt_path=...")  # fmt: skip
+        return
+    has_d, loss = any(k.startswith("D.") for k in ckpt["state_dict"]), Objective(**plain(cfg.loss))
+    if has_d != loss.uses_gan:
+        yield (f"ckpt_path: {path} was trained {'with' if has_d else 'without'} a discriminator, but "
+               f"loss.gan_weight={loss.gan_weight} {'trains none' if has_d else 'needs one'}; resume with the run's own loss")  # fmt: skip
+        return
+    data, trained_d = cfg.data, model_spec(ckpt["hyper_parameters"].get("discriminator"), "patchgan_70")[0]
+    nets = [("generator", "G.", weights.config.get("name"), {"in_channels": data.in_channels, "out_channels": data.out_channels})]  # fmt: skip
+    if has_d:
+        d_in = data.in_channels + data.out_channels if loss.conditional else data.out_channels
+        nets.append(("discriminator", "D.", trained_d, {"in_channels": d_in}))
+    for net, prefix, trained_name, io in nets:
+        name, args = model_spec(plain(cfg.model[net]), "")
+        with torch.device("meta"):  # shapes only: no memory, no time
+            built = {k: tuple(v.shape) for k, v in build_model(name, **args, **io).state_dict().items()}
+        saved = {
+            k[len(prefix) :]: tuple(v.shape) for k, v in ckpt["state_dict"].items() if k.startswith(prefix)
+        }
+        if diff := _first_difference(saved, built):
+            yield (f"ckpt_path: {path} holds another {net} ({trained_name}) than model.{net} builds ({name}): "
+                   f"{diff}; resume with the run's own model and loss settings")  # fmt: skip
+
+
+def _first_difference(saved: dict[str, tuple[int, ...]], built: dict[str, tuple[int, ...]]) -> str | None:
+    for key in sorted(saved.keys() | built.keys()):
+        if saved.get(key) != built.get(key):
+            return f"{key} is {list(saved[key]) if key in saved else 'absent'} in the file, {list(built[key]) if key in built else 'absent'} built"
+    return None
 
 
 def check_config(cfg: DictConfig) -> None:
