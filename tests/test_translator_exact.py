@@ -95,7 +95,9 @@ def test_blend_windows_have_the_documented_ramps() -> None:
         (4, 0, "linear"): [1, 1, 1, 1],
     }
     for (n, overlap, kind), want in cases.items():
-        torch.testing.assert_close(blend_window(n, overlap, kind), torch.tensor(want, dtype=torch.float32), rtol=0, atol=1e-6)
+        torch.testing.assert_close(
+            blend_window(n, overlap, kind), torch.tensor(want, dtype=torch.float32), rtol=0, atol=1e-6
+        )
     assert torch.equal(blend_window(8, 2), blend_window(8, 2, "linear"))  # linear is the default
 
 

@@ -71,7 +71,7 @@ class Pix2Pix(L.LightningModule):
         compile: bool | str = False,  # torch.compile G and D: true or a mode (p2p.perf.COMPILE_MODES)
         cuda_graphs: bool = False,  # CUDA graphs via compile mode reduce-overhead: for batch-1 training on GPU
         photo_task: PhotoTaskName | None = None,  # the data's photo task (p2p.io.tasks), recorded with G
-    ) -> None:
+    ) -> None:  # pragma: no mutate block (mutmut's wrapper hides the arguments save_hyperparameters reads)
         super().__init__()
         self.save_hyperparameters()
         self.optim = Optim(**optim) if isinstance(optim, dict) else (optim or Optim())

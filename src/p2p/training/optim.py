@@ -5,6 +5,7 @@ linearly to 0 over ``n_epochs_decay``, stepped once per epoch by the module."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 
@@ -36,10 +37,6 @@ class Optim:
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key}: must be >= 0, got {getattr(self, key)}")
 
-    def lr_factor(self, epoch: int) -> float:
-        """The learning rate's multiplier in ``epoch`` (0-based): the reference's linear policy (epoch_count=1)."""
-        return 1.0 - max(0, epoch + 1 - self.n_epochs) / float(self.n_epochs_decay + 1)
-
     def build(
         self, nets: list[torch.nn.Module], device_type: str
     ) -> tuple[list[torch.optim.Adam], list[torch.optim.lr_scheduler.LambdaLR]]:
@@ -48,4 +45,12 @@ class Optim:
         fused = fused_adam_available(device_type) if self.fused is None else self.fused
         betas = (self.betas[0], self.betas[1])
         opts = [torch.optim.Adam(n.parameters(), lr=self.lr, betas=betas, fused=fused) for n in nets]
-        return opts, [torch.optim.lr_scheduler.LambdaLR(opt, self.lr_factor) for opt in opts]
+        # a partial of a module function, not a bound method: LambdaLR's state_dict copies a callable's
+        # __dict__ into every checkpoint, and a method's is its function's (empty only by luck)
+        factor = partial(linear_decay, n_epochs=self.n_epochs, n_epochs_decay=self.n_epochs_decay)
+        return opts, [torch.optim.lr_scheduler.LambdaLR(opt, factor) for opt in opts]
+
+
+def linear_decay(epoch: int, n_epochs: int, n_epochs_decay: int) -> float:
+    """The learning rate's multiplier in ``epoch`` (0-based): the reference's linear policy (epoch_count=1)."""
+    return 1.0 - max(0, epoch + 1 - n_epochs) / float(n_epochs_decay + 1)
