@@ -116,8 +116,10 @@ def tensors(obj: Any) -> list[torch.Tensor]:
         (["callbacks.model_checkpoint.monitor=null"], r"non-finite loss between global steps 4 and 8: loss_d, "
          r"loss_g_gan, loss_g_l1, found before writing a checkpoint \(epoch 1\)|non-finite values in the "
          r"checkpoint to be written at global step 8"),
-        ([], r"non-finite values in the checkpoint to be written at global step 8"),  # no best (val/l1 is NaN),
-        # but last.ckpt is written every epoch (p2p.training.best): its check stops the run
+        # no best (val/l1 is NaN: p2p.training.best keeps no NaN best), but last.ckpt is written every epoch:
+        # its check stops the run, by the loss flags or by the tensors, as above
+        ([], r"non-finite loss between global steps 4 and 8: loss_d, loss_g_gan, loss_g_l1, found before writing "
+         r"a checkpoint \(epoch 1\)|non-finite values in the checkpoint to be written at global step 8"),
     ],
     ids=["checkpoint_each_epoch", "best_by_val_l1"],
 )  # fmt: skip
@@ -241,3 +243,42 @@ def test_check_finite_resolves_by_device_and_skip_always_checks_per_step() -> No
         Pix2Pix(on_nonfinite="skip", check_finite="deferred")
     with pytest.raises(ValueError, match="check_finite: 'never' is not one of auto, step, deferred"):
         Pix2Pix(check_finite="never")
+
+
+class PoisonValidation(L.Callback):
+    """NaN inputs in every validation batch of epoch ``epoch``: val/l1 is NaN, the weights stay finite."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_validation_batch_start(self, trainer: L.Trainer, pl_module: Any, batch: Any, *args: Any) -> None:
+        if trainer.current_epoch == self.epoch and not trainer.sanity_checking:
+            batch["input"].fill_(float("nan"))
+
+
+@pytest.mark.slow
+def test_skip_mode_stops_a_run_that_skips_most_steps(compose_train, tmp_path: Path) -> None:
+    """Issue 11 item 2: lr=1e12 makes most steps non-finite; past model.max_skipped_steps (a share of the
+    steps, default 0.25) the run stops with the error instead of training a dead model to the end."""
+    base = ["debug=smoke", "model.optim.lr=1e12", "model.on_nonfinite=skip", "trainer.limit_train_batches=4",
+            "trainer.max_epochs=2", "logger=none"]  # fmt: skip
+    with pytest.raises(
+        NonFiniteLossError, match=r"optimiser steps skipped .* more than model\.max_skipped_steps=0\.25"
+    ):
+        train(compose_train(base, tmp_path / "share"))
+    with pytest.raises(NonFiniteLossError, match=r"more than model\.max_skipped_steps=2"):
+        train(compose_train([*base, "model.max_skipped_steps=2"], tmp_path / "count"))
+
+
+def test_a_nan_validation_metric_is_never_the_best(compose_train, tmp_path: Path) -> None:
+    """Lightning keeps a NaN epoch as best while it has fewer than save_top_k (the issue's one-epoch run
+    left best_epoch000.ckpt): p2p's best file skips it, and the next finite epoch is the first best."""
+    cfg = compose_train(["debug=smoke", "trainer.max_epochs=1", "logger=none",
+                         f"+callbacks.poison._target_={__name__}.PoisonValidation", "+callbacks.poison.epoch=0"],
+                        tmp_path)  # fmt: skip
+    train(cfg)
+    assert not list((tmp_path / "checkpoints").glob("best_epoch*.ckpt"))  # epoch 0's val/l1 was NaN
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()  # what a resume needs is still written
+    cfg = compose_train(["debug=smoke", "trainer.max_epochs=2", "logger=none", "ckpt_path=last"], tmp_path)
+    train(cfg)
+    assert [p.name for p in (tmp_path / "checkpoints").glob("best_epoch*.ckpt")] == ["best_epoch001.ckpt"]

@@ -80,7 +80,7 @@ def _settings(cfg: DictConfig) -> Iterator[str]:
     built: list[tuple[str, Callable[[], Any]]] = [("data", lambda: get_class(data.pop("_target_"))(**data))]
     if cfg.model.get("_target_") == PIX2PIX:
         built += [("loss", lambda: Objective(**plain(cfg.loss))), ("model.optim", lambda: Optim(**plain(cfg.model.optim))),
-                  ("model", lambda: NonFiniteGuard(plain(cfg.model.on_nonfinite), plain(cfg.model.check_finite)))]  # fmt: skip
+                  ("model", lambda: NonFiniteGuard(plain(cfg.model.on_nonfinite), plain(cfg.model.check_finite), plain(cfg.model.max_skipped_steps)))]  # fmt: skip
     for group, build in built:
         try:
             build()

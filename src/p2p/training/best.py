@@ -20,6 +20,7 @@ disk. Where links cannot be made (Windows without the privilege), the file is wr
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,8 @@ from typing_extensions import override
 
 from p2p.errors import check_choice
 from p2p.io import atomic_save
+
+log = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -66,7 +69,18 @@ class GeneratorCheckpoint(ModelCheckpoint):
     # --- last.ckpt every time, best files generator-only ------------------------------------------------
     @override
     def _save_topk_checkpoint(self, trainer: L.Trainer, monitor_candidates: dict[str, Any]) -> None:
-        super()._save_topk_checkpoint(trainer, monitor_candidates)
+        current = monitor_candidates.get(self.monitor) if self.monitor else None
+        if current is not None and not torch.isfinite(torch.as_tensor(current)).all():
+            # Lightning ranks NaN as the worst value but still keeps it while fewer than save_top_k bests
+            # exist: a NaN epoch would become the first "best"
+            log.warning(
+                "%s is %s at epoch %d: no best file for it",
+                self.monitor,
+                float(current),
+                trainer.current_epoch,
+            )
+        else:
+            super()._save_topk_checkpoint(trainer, monitor_candidates)
         # Lightning then writes last.ckpt only if a best was saved at this step; a resume needs it always
         self._last_global_step_saved = trainer.global_step
 

@@ -60,8 +60,14 @@ class NonFiniteGuard:
       ``trainer.enable_progress_bar=false`` leaves none per step.)
     """
 
-    def __init__(self, on_nonfinite: str = "error", check_finite: str = "auto") -> None:
+    def __init__(
+        self, on_nonfinite: str = "error", check_finite: str = "auto", max_skipped: float = 0.25
+    ) -> None:
         on_nonfinite = check_choice("on_nonfinite", on_nonfinite, NONFINITE_ACTIONS)
+        if not max_skipped > 0:  # also rejects NaN
+            raise ConfigError(
+                f"max_skipped_steps: must be a share in (0, 1) or a count >= 1, got {max_skipped}"
+            )
         check_finite = check_choice("check_finite", check_finite, CHECK_FINITE_MODES)
         if on_nonfinite == "skip" and check_finite == "deferred":
             raise ConfigError(
@@ -70,7 +76,7 @@ class NonFiniteGuard:
             )
         self.on_nonfinite, self.check_finite = on_nonfinite, check_finite
         self.deferred = False  # resolved per device by resolve(); until then, per step
-        self.skipped = 0
+        self.skipped, self.max_skipped, self._steps = 0, max_skipped, 0
         self._buffers: list[tuple[torch.Tensor, torch.Tensor]] = []  # (buffer, copy) for skip mode
         self._flags: dict[str, torch.Tensor] = {}  # deferred: term -> "was non-finite since the last read"
         self._batches = 0
@@ -107,6 +113,7 @@ class NonFiniteGuard:
             for k, b in bad_now.items():
                 self._flags[k] = self._flags[k].logical_or_(b) if k in self._flags else b
             return True
+        self._steps += 1
         flags = torch.stack(list(bad_now.values())).tolist()  # the one host sync of this step
         bad = [k for k, f in zip(bad_now, flags) if f]
         if not module.trainer.strategy.reduce_boolean_decision(bool(bad), all=False):
@@ -122,11 +129,24 @@ class NonFiniteGuard:
         for buffer, saved in self._buffers:  # the forward passes updated running stats with NaN
             buffer.copy_(saved)
         self.skipped += 1
+        if self._too_many():
+            raise NonFiniteLossError(
+                f"{self.skipped} of {self._steps} optimiser steps skipped for non-finite losses (the last at {where}: "
+                f"{what}), more than model.max_skipped_steps={self.max_skipped} allows: the model is not training. "
+                "Training stopped; the checkpoints already written are intact. Lower model.optim.lr or check the data"
+            )
         log.warning(
             "skipping the optimiser step at %s: non-finite %s (%d skipped so far)", where, what, self.skipped
         )
         module.log("train/skipped_steps", float(self.skipped))
         return False
+
+    def _too_many(self) -> bool:
+        """More skipped steps than ``max_skipped`` allows: a count (>= 1), or a share of this fit's steps
+        judged from the third skip on (so that one early spike does not stop a run)."""
+        if self.max_skipped >= 1:
+            return self.skipped > self.max_skipped
+        return self.skipped >= 3 and self.skipped > self.max_skipped * self._steps
 
     def check(self, module: Any, when: str) -> None:
         """Deferred mode: read the flags of the steps since the last read (one sync; an all-reduce under DDP)

@@ -66,6 +66,7 @@ class Pix2Pix(L.LightningModule):
         num_grid_images: int = 8,  # validation images shown in the input | output | target grid
         on_nonfinite: NonfiniteAction = "error",  # a NaN/inf loss term: error (stop, naming it) or skip (that step)
         check_finite: CheckFinite = "auto",  # when to look: step, deferred (a device flag), auto (p2p.training.guard)
+        max_skipped_steps: float = 0.25,  # on_nonfinite=skip: stop past this share of steps skipped (>= 1: a count)
         channels_last: bool
         | Literal["auto"] = "auto",  # NHWC while training; auto: CUDA only (p2p.training.perf)
         compile: bool | str = False,  # torch.compile G and D: true or a mode (p2p.perf.COMPILE_MODES)
@@ -79,7 +80,7 @@ class Pix2Pix(L.LightningModule):
         self.objective = Objective(**(loss or {}))
         self.val_inference = check_choice("val_inference", val_inference, INFERENCE_MODES)
         self.num_grid_images = num_grid_images
-        self.guard = NonFiniteGuard(on_nonfinite, check_finite)
+        self.guard = NonFiniteGuard(on_nonfinite, check_finite, max_skipped_steps)
         channels_last = check_choice("channels_last", channels_last, (True, False, "auto"))
         self.channels_last_option, self.channels_last = channels_last, False  # resolved in setup()
         self.compile_mode = compile_mode(compile, cuda_graphs)  # checked here: a typo fails before training
