@@ -1,4 +1,4 @@
-"""Developer sessions: ``nox -s tests lint typecheck build notebooks bench minimum`` (``nox -l`` lists them).
+"""Developer sessions: ``nox -s tests lint typecheck build notebooks bench minimum mutation`` (``nox -l`` lists them).
 
 Every session installs with ``constraints.txt``, which pins torch and torchvision to a pair that imports
 together (see DEVELOPERS.md); pyproject.toml itself keeps loose ranges for users.
@@ -6,6 +6,7 @@ together (see DEVELOPERS.md); pyproject.toml itself keeps loose ranges for users
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -69,6 +70,19 @@ def bench(session: nox.Session) -> None:
     """p2p-bench on the paper recipe; pass overrides after --, e.g. ``nox -s bench -- data.root=...``."""
     session.install(*CONSTRAINTS, "-e", ".[dev]")
     session.run("p2p-bench", "model=unet_patch70", *session.posargs)
+
+
+@nox.session
+def mutation(session: nox.Session) -> None:
+    """mutmut over the core ([tool.mutmut] in pyproject.toml names the files and the tests), then the
+    survivors; docs/testing.md records the score and why each kind of survivor is left. Resumes where an
+    interrupted run stopped (its state is in mutants/); ``-- NAME...`` re-tests chosen mutants."""
+    session.install(*CONSTRAINTS, "-e", ".[dev]", "mutmut>=3.8,<4")
+    jobs = str(os.cpu_count() or 1)  # one mutant per core, each on one thread
+    env = {"OMP_NUM_THREADS": "1", "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1"}
+    session.run("mutmut", "run", "--max-children", jobs, *session.posargs, env=env)
+    session.run("mutmut", "export-cicd-stats", env=env)  # mutants/mutmut-cicd-stats.json: the counts
+    session.run("mutmut", "results", env=env)  # the survivors, one per line
 
 
 def floors() -> list[str]:
