@@ -170,3 +170,16 @@ def test_report_without_repeated_seeds_keeps_one_value_per_cell(tmp_path: Path) 
         seeded_run(tmp_path, num, loss, seed=1, fid=100.0 + num, acc=0.5)
     md = markdown(find_runs(tmp_path)[0])
     assert "Seeds" not in md and "±" not in md and "| L1 | 0.50 |" in md
+
+
+def test_a_variant_with_one_seed_beside_repeated_ones_claims_no_spread(tmp_path: Path) -> None:
+    """A single run has an unknown spread, not a zero one: no '± 0.00', and '?' instead of '>' beside it."""
+    for seed, (fid, acc) in enumerate([(200.0, 0.50), (210.0, 0.52)], start=1):
+        seeded_run(tmp_path, seed - 1, "l1", seed, fid, acc)
+    seeded_run(tmp_path, 2, "l1_cgan", 1, 100.0, 0.70)
+    md = markdown(find_runs(tmp_path)[0])
+    rows = {
+        r.split(" | ")[0][2:]: r.split(" | ") for r in md.split("\n\n")[1].splitlines() if r.startswith("| ")
+    }
+    assert rows["L1"][2] == "0.51 ± 0.01" and rows["L1+cGAN"][1] == "1" and rows["L1+cGAN"][2] == "0.70"
+    assert "- FID: L1+cGAN (100.0) ? L1 (205.0)" in md

@@ -114,11 +114,12 @@ class Variant:
     def values(self, key: str) -> list[float]:
         return [float(m[key]) for _, m in self.runs if m.get(key) is not None]
 
-    def mean_std(self, key: str) -> tuple[float, float] | None:
+    def mean_std(self, key: str) -> tuple[float, float | None] | None:
+        """Mean and standard deviation; the deviation is None (unknown, not 0) for a single run."""
         vals = self.values(key)
         if not vals:
             return None
-        return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
+        return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else None)
 
 
 def _overrides(run_dir: Path) -> list[str] | None:
@@ -157,19 +158,21 @@ def _cell(variant: Variant, key: str, fmt: str, spread: bool) -> str:
     ms = variant.mean_std(key)
     if ms is None:
         return "—"
-    return f"{fmt.format(ms[0])} ± {fmt.format(ms[1])}" if spread else fmt.format(ms[0])
+    return f"{fmt.format(ms[0])} ± {fmt.format(ms[1])}" if spread and ms[1] is not None else fmt.format(ms[0])
 
 
 def ordering(variants: list[Variant], key: str, fmt: str) -> str | None:
     """The variants from best to worst by their mean of ``key``; ``>`` where two neighbours' mean ± std
-    intervals do not overlap (the difference exceeds the seeds' spread), ``≈`` where they do."""
+    intervals do not overlap (the difference exceeds the seeds' spread), ``≈`` where they do, ``?`` where
+    one of them has a single run (its spread is unknown)."""
     scored = [(v, ms) for v in variants if (ms := v.mean_std(key)) is not None]
     if len(scored) < 2:
         return None
     scored.sort(key=lambda t: t[1][0], reverse=key in HIGHER_IS_BETTER)
     text = f"{scored[0][0].label} ({fmt.format(scored[0][1][0])})"
     for (_, (m0, s0)), (v, (m1, s1)) in itertools.pairwise(scored):
-        text += (" > " if abs(m0 - m1) > s0 + s1 else " ≈ ") + f"{v.label} ({fmt.format(m1)})"
+        sep = " ? " if s0 is None or s1 is None else " > " if abs(m0 - m1) > s0 + s1 else " ≈ "
+        text += sep + f"{v.label} ({fmt.format(m1)})"
     return text
 
 
@@ -202,7 +205,8 @@ def markdown(runs: list[tuple[Path, dict[str, Any]]], missing: Sequence[Path] = 
                  + " | — | — | — | — |")  # fmt: skip
     if seeded:
         lines += ["", "Mean ± standard deviation over the seeds. Best to worst by the mean; `>`: the two "
-                  "neighbours' mean ± std intervals do not overlap (beyond the seeds' spread), `≈`: they do.", ""]  # fmt: skip
+                  "neighbours' mean ± std intervals do not overlap (beyond the seeds' spread), `≈`: they do, `?`: one of "
+                  "them has a single seed.", ""]  # fmt: skip
         for k, title, f in COLUMNS:
             if (text := ordering(variants, k, f)) is not None:
                 lines.append(f"- {title}: {text}")
