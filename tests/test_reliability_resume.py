@@ -8,7 +8,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from p2p.data.sampler import EpochSampler, SeededItems
 from p2p.data.transforms import PairTransform
 from p2p.runs.train import train
 from p2p.training import AtomicCheckpointIO, RNGState
+from reliability_helpers import wait_for
 
 BIN = Path(sys.executable).parent
 
@@ -139,19 +139,6 @@ def test_two_epochs_equal_one_epoch_then_resume(compose_train, tmp_path: Path) -
         assert all(torch.allclose(x.float(), y.float(), atol=1e-5, rtol=0) for x, y in zip(ta, tb)), key
     assert a["lr_schedulers"] == b["lr_schedulers"]
     assert "RNGState" in b["callbacks"]  # the RNG states travel in last.ckpt
-
-
-def wait_for(predicate: Any, proc: subprocess.Popen[str], timeout: float = 240) -> None:
-    end = time.monotonic() + timeout
-    while not predicate():
-        if proc.poll() is not None:
-            raise AssertionError(
-                f"training exited early ({proc.returncode}):\n{proc.communicate()[0][-3000:]}"
-            )
-        if time.monotonic() > end:
-            proc.kill()
-            raise AssertionError("training did not reach its second step in time")
-        time.sleep(0.1)
 
 
 @pytest.mark.slow
