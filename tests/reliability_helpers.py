@@ -35,3 +35,17 @@ def wait_for(predicate: Any, proc: subprocess.Popen[str], timeout: float = 240) 
             proc.kill()
             raise AssertionError("training did not reach its second step in time")
         time.sleep(0.1)
+
+
+class PauseUntilFile(L.Callback):
+    """After batch ``at_batch``, writes ``<go>.waiting`` and waits until the file ``go`` exists: a run that
+    stays alive exactly as long as a test needs."""
+
+    def __init__(self, go: str, at_batch: int = 1) -> None:
+        self.go, self.at_batch = Path(go), at_batch
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
+        if trainer.fit_loop.epoch_loop.batch_progress.current.completed == self.at_batch:
+            Path(f"{self.go}.waiting").touch()
+            while not self.go.exists():
+                time.sleep(0.05)

@@ -190,11 +190,11 @@ def test_sigusr1_warning_saves_and_stops(compose_train, tmp_path: Path) -> None:
         "+callbacks.signal_self.at_batch=2",
     ]
     cfg = compose_train(["debug=smoke", "trainer.limit_train_batches=50", *overrides], tmp_path)
-    previous = signal.getsignal(signal.SIGUSR1)
+    previous = signal.getsignal(signal.SIGUSR1), signal.getsignal(signal.SIGINT)
     with pytest.raises(SystemExit) as info:
         train(cfg)
     assert info.value.code in (0, None)
-    assert signal.getsignal(signal.SIGUSR1) == previous  # the handler was put back
+    assert (signal.getsignal(signal.SIGUSR1), signal.getsignal(signal.SIGINT)) == previous  # handlers put back
     saved = load(tmp_path / "checkpoints" / "last.ckpt")
     done = saved["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]["completed"]
     assert done == 3 and saved["global_step"] == 2 * done  # the batch the signal came in was finished

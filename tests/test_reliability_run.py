@@ -13,11 +13,13 @@ from typing import Any
 import pytest
 import torch
 
+from p2p.config.build import build_datamodule
 from p2p.io.runlock import LOCK_NAME, RunFolderInUse, run_lock
 from p2p.runs.train import train
-from reliability_helpers import wait_for
+from reliability_helpers import PauseUntilFile, wait_for
 
 BIN = Path(sys.executable).parent
+TESTS = Path(__file__).parent
 LONG = ["debug=smoke", "trainer.limit_train_batches=100", "model.optim.n_epochs=2"]  # smoke, 100 batches
 
 
@@ -60,21 +62,26 @@ def test_ctrl_c_saves_last_ckpt_exits_130_and_resumes(compose_train, tmp_path: P
 
 @pytest.mark.slow
 def test_second_run_on_a_folder_in_use_is_refused(tmp_path: Path) -> None:
-    run = tmp_path / "run"
-    first = start_train(run, *LONG)
-    wait_for(steps_logged(run, 1), first)
+    run, go = tmp_path / "run", tmp_path / "go"
+    pause = [
+        f"+callbacks.pause._target_={PauseUntilFile.__module__}.PauseUntilFile",
+        f"+callbacks.pause.go={go}",
+    ]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    first = start_train(run, "debug=smoke", *pause, env=env)  # holds the folder until `go` exists
+    wait_for(Path(f"{go}.waiting").exists, first)
     second = subprocess.run(
         [str(BIN / "p2p-train"), "debug=smoke", f"hydra.run.dir={run}"],
         cwd=tmp_path, capture_output=True, text=True, timeout=240,
     )  # fmt: skip
-    assert first.poll() is None, "the first run ended before the second was checked; make it longer"
+    go.touch()
+    out = first.communicate(timeout=240)[0]
     assert second.returncode == 2, second.stderr[-3000:]
     lines = second.stderr.strip().splitlines()
     assert lines[-1].startswith(
         f"p2p-train: error: run folder {run} is in use by another run (pid {first.pid} "
     )
     assert "hydra.run.dir=" in lines[-1] and "Traceback" not in second.stderr
-    out = first.communicate(timeout=240)[0]
     assert first.returncode == 0, out[-3000:]
     assert sorted(p.name for p in (run / "checkpoints").glob("last*.ckpt")) == ["last.ckpt"]
     assert (run / LOCK_NAME).read_text() == ""  # released cleanly
@@ -114,3 +121,15 @@ def test_train_refuses_a_folder_in_use_before_reading_data(compose_train, tmp_pa
     cfg = compose_train(["debug=smoke", "data=folder", f"data.root={tmp_path / 'empty'}"], tmp_path / "run")
     with run_lock(tmp_path / "run"), pytest.raises(RunFolderInUse):
         train(cfg)
+
+
+def test_dataloader_workers_survive_ctrl_c(compose_train, tmp_path: Path) -> None:
+    """Ctrl-C reaches the workers too; the main process must still get every batch while it finishes its own."""
+    cfg = compose_train(["debug=smoke", "data.num_workers=1", "data.batch_size=1"], tmp_path)
+    dm = build_datamodule(cfg)
+    dm.setup("fit")
+    batches = iter(dm.train_dataloader())
+    next(batches)
+    os.kill(batches._workers[0].pid, signal.SIGINT)  # type: ignore[attr-defined]
+    # without SIG_IGN the worker died: RuntimeError "DataLoader worker exited unexpectedly"
+    assert len(list(batches)) == len(dm.train_dataloader()) - 1
