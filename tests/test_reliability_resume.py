@@ -194,7 +194,10 @@ def test_sigusr1_warning_saves_and_stops(compose_train, tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as info:
         train(cfg)
     assert info.value.code in (0, None)
-    assert (signal.getsignal(signal.SIGUSR1), signal.getsignal(signal.SIGINT)) == previous  # handlers put back
+    assert (
+        signal.getsignal(signal.SIGUSR1),
+        signal.getsignal(signal.SIGINT),
+    ) == previous  # handlers put back
     saved = load(tmp_path / "checkpoints" / "last.ckpt")
     done = saved["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]["completed"]
     assert done == 3 and saved["global_step"] == 2 * done  # the batch the signal came in was finished
