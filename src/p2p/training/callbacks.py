@@ -138,7 +138,8 @@ class PreemptionCheckpoint(L.Callback):
 
     @override
     def on_train_batch_start(self, trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
-        if self._signal is not None:  # stop before this batch: the checkpoint's counters match the weights
+        # SIGUSR1 (SIGINT goes Lightning's way): stop before this batch, the checkpoint's counters match the weights
+        if self._signal is not None and self._signal != signal.SIGINT:
             raise SIGTERMException()  # the same path as SIGTERM: on_exception below saves, then exit 0
 
     @override
