@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import time
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
@@ -18,3 +21,31 @@ class DumpRankState(L.Callback):
         self.dirpath.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().clone() for k, v in pl_module.state_dict().items()}
         torch.save(state, self.dirpath / f"rank{trainer.global_rank}.pt")
+
+
+def wait_for(predicate: Any, proc: subprocess.Popen[str], timeout: float = 240) -> None:
+    """Poll ``predicate`` until it holds; fail with the output if ``proc`` exits first or time runs out."""
+    end = time.monotonic() + timeout
+    while not predicate():
+        if proc.poll() is not None:
+            raise AssertionError(
+                f"training exited early ({proc.returncode}):\n{proc.communicate()[0][-3000:]}"
+            )
+        if time.monotonic() > end:
+            proc.kill()
+            raise AssertionError("training did not reach its second step in time")
+        time.sleep(0.1)
+
+
+class PauseUntilFile(L.Callback):
+    """After batch ``at_batch``, writes ``<go>.waiting`` and waits until the file ``go`` exists: a run that
+    stays alive exactly as long as a test needs."""
+
+    def __init__(self, go: str, at_batch: int = 1) -> None:
+        self.go, self.at_batch = Path(go), at_batch
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
+        if trainer.fit_loop.epoch_loop.batch_progress.current.completed == self.at_batch:
+            Path(f"{self.go}.waiting").touch()
+            while not self.go.exists():
+                time.sleep(0.05)

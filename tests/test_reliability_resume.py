@@ -8,7 +8,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from p2p.data.sampler import EpochSampler, SeededItems
 from p2p.data.transforms import PairTransform
 from p2p.runs.train import train
 from p2p.training import AtomicCheckpointIO, RNGState
+from reliability_helpers import wait_for
 
 BIN = Path(sys.executable).parent
 
@@ -141,19 +141,6 @@ def test_two_epochs_equal_one_epoch_then_resume(compose_train, tmp_path: Path) -
     assert "RNGState" in b["callbacks"]  # the RNG states travel in last.ckpt
 
 
-def wait_for(predicate: Any, proc: subprocess.Popen[str], timeout: float = 240) -> None:
-    end = time.monotonic() + timeout
-    while not predicate():
-        if proc.poll() is not None:
-            raise AssertionError(
-                f"training exited early ({proc.returncode}):\n{proc.communicate()[0][-3000:]}"
-            )
-        if time.monotonic() > end:
-            proc.kill()
-            raise AssertionError("training did not reach its second step in time")
-        time.sleep(0.1)
-
-
 @pytest.mark.slow
 def test_sigterm_mid_epoch_saves_last_ckpt_and_resume_continues(compose_train, tmp_path: Path) -> None:
     run = tmp_path / "run"
@@ -203,11 +190,14 @@ def test_sigusr1_warning_saves_and_stops(compose_train, tmp_path: Path) -> None:
         "+callbacks.signal_self.at_batch=2",
     ]
     cfg = compose_train(["debug=smoke", "trainer.limit_train_batches=50", *overrides], tmp_path)
-    previous = signal.getsignal(signal.SIGUSR1)
+    previous = signal.getsignal(signal.SIGUSR1), signal.getsignal(signal.SIGINT)
     with pytest.raises(SystemExit) as info:
         train(cfg)
     assert info.value.code in (0, None)
-    assert signal.getsignal(signal.SIGUSR1) == previous  # the handler was put back
+    assert (
+        signal.getsignal(signal.SIGUSR1),
+        signal.getsignal(signal.SIGINT),
+    ) == previous  # handlers put back
     saved = load(tmp_path / "checkpoints" / "last.ckpt")
     done = saved["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]["completed"]
     assert done == 3 and saved["global_step"] == 2 * done  # the batch the signal came in was finished

@@ -10,6 +10,8 @@ They are dataclasses: their fields are the data settings, with their defaults an
 from __future__ import annotations
 
 import logging
+import os
+import signal
 from dataclasses import dataclass, fields
 from functools import partial
 from pathlib import Path
@@ -17,6 +19,7 @@ from typing import Any, Literal
 
 import lightning as L
 import torch
+from lightning.fabric.utilities.seed import pl_worker_init_function
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from p2p.data.cache import CACHE_MODES, DEVICE_AUGMENT, CachedPairs, CacheMode, augment_on_device
@@ -136,6 +139,7 @@ class PairsDataModule(L.LightningDataModule):
             # its own generator, so that creating an iterator (which draws the workers' base seed) never
             # advances the global RNG that dropout draws from: a resumed run's extra iterators change nothing
             generator=torch.Generator().manual_seed(self.seed),
+            worker_init_fn=_worker_init if self.num_workers > 0 else None,
         )
 
     def _cached(self, ds: Dataset[Pair]) -> Dataset[Pair]:
@@ -404,3 +408,13 @@ def _plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     return value
+
+
+def _worker_init(worker_id: int) -> None:
+    """DataLoader workers ignore SIGINT. Ctrl-C in a terminal reaches the whole process group: a worker would
+    die of it at once, and a main process that is waiting for that worker's batch would fail ("DataLoader
+    worker exited unexpectedly") instead of finishing its batch and saving ``last.ckpt``
+    (`p2p.training.PreemptionCheckpoint`). The main process still ends the workers when it stops."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if int(os.environ.get("PL_SEED_WORKERS", "0")):  # Lightning adds its own only where there is none
+        pl_worker_init_function(worker_id)

@@ -7,8 +7,9 @@
   `p2p.data.sampler`.
 - `PreemptionCheckpoint`: on SIGTERM (a scheduler's preemption, ``kill``, ``scancel``) or SIGUSR1 (SLURM's
   ``--signal=USR1@90`` warning, when Lightning's SLURM auto-requeue is not handling it), finishes the current
-  batch, writes ``last.ckpt`` (atomically, `p2p.checkpoint_io`) and exits with status 0. ``ckpt_path=last``
-  then continues in the same run folder.
+  batch, writes ``last.ckpt`` (atomically, `p2p.checkpoint_io`) and exits with status 0; on SIGINT (Ctrl-C)
+  the same, with status 130 (a second Ctrl-C stops at once, without saving). ``ckpt_path=last`` then
+  continues in the same run folder.
 """
 
 from __future__ import annotations
@@ -72,18 +73,29 @@ class RNGState(L.Callback):
         random.setstate(state["python"])
 
 
+#: exit status after Ctrl-C, as shells report a process that SIGINT ended (128 + 2)
+SIGINT_EXIT = 128 + signal.SIGINT
+
+
 class PreemptionCheckpoint(L.Callback):
-    """On SIGTERM or SIGUSR1: finish the batch, save ``last.ckpt`` (mid-epoch is fine), exit 0.
+    """On SIGTERM, SIGUSR1 or SIGINT: finish the batch, save ``last.ckpt`` (mid-epoch is fine), exit 0 (130
+    for SIGINT).
 
     Lightning already turns SIGTERM into a `SIGTERMException` at the end of the current batch (on every DDP
-    rank); this callback adds the checkpoint. ``dirpath`` defaults to the ModelCheckpoint callback's folder,
-    so the file is the ``last.ckpt`` that ``ckpt_path=last`` resumes from.
+    rank); this callback adds the checkpoint. Lightning has no SIGINT handler: Python's KeyboardInterrupt
+    lands in the middle of whatever runs (an optimiser step, a checkpoint write), and Lightning's
+    "graceful shutdown" then saves nothing and exits 1. So during training SIGINT sets Lightning's own
+    SIGTERM flag instead, and the run stops exactly as for SIGTERM (under DDP, when rank 0's flag is
+    broadcast). ``dirpath`` defaults to the ModelCheckpoint callback's folder, so the file is the
+    ``last.ckpt`` that ``ckpt_path=last`` resumes from.
     """
 
     def __init__(self, dirpath: str | None = None, filename: str = "last.ckpt", sigusr1: bool = True) -> None:
         self.dirpath, self.filename, self.sigusr1 = dirpath, filename, sigusr1
         self._signal: int | None = None
         self._previous: Any = None
+        self._previous_sigint: Any = None
+        self._trainer: L.Trainer | None = None
 
     def path(self, trainer: L.Trainer) -> Path:
         ckpt = trainer.checkpoint_callback
@@ -99,18 +111,35 @@ class PreemptionCheckpoint(L.Callback):
         slurm_requeues = (
             isinstance(env, SLURMEnvironment) and env.auto_requeue
         )  # Lightning saves hpc_ckpt_*.ckpt
-        if self.sigusr1 and not slurm_requeues and hasattr(signal, "SIGUSR1"):
-            try:
+        try:
+            if self.sigusr1 and not slurm_requeues and hasattr(signal, "SIGUSR1"):
                 self._previous = signal.signal(signal.SIGUSR1, self._on_signal)
-            except ValueError:  # not the main thread: leave signals alone
-                self._previous = None
+            self._trainer = trainer
+            self._previous_sigint = signal.signal(signal.SIGINT, self._on_sigint)
+        except ValueError:  # not the main thread: leave signals alone
+            pass
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self._signal = signum  # acted on before the next batch starts
 
+    def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
+        self._signal = signum
+        assert self._trainer is not None
+        # Lightning's flag (its private signal connector; the `received_sigterm` property only reads it): its
+        # loops check it after each batch, also in validation, and broadcast rank 0's under DDP
+        self._trainer._signal_connector.received_sigterm = True
+        # a second Ctrl-C: Python's KeyboardInterrupt, for a run stuck before its next batch (nothing saved)
+        signal.signal(signal.SIGINT, self._previous_sigint)
+        self._previous_sigint = None
+        if self._trainer.is_global_zero:
+            log.warning(
+                "SIGINT: saving last.ckpt after this batch (Ctrl-C again to stop at once, without saving)"
+            )
+
     @override
     def on_train_batch_start(self, trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
-        if self._signal is not None:  # stop before this batch: the checkpoint's counters match the weights
+        # SIGUSR1 (SIGINT goes Lightning's way): stop before this batch, the checkpoint's counters match the weights
+        if self._signal is not None and self._signal != signal.SIGINT:
             raise SIGTERMException()  # the same path as SIGTERM: on_exception below saves, then exit 0
 
     @override
@@ -125,6 +154,8 @@ class PreemptionCheckpoint(L.Callback):
         if isinstance(ckpt, ModelCheckpoint) and Path(ckpt.dirpath or "") == path.parent:
             ckpt.last_model_path = str(path)  # so a resumed run keeps writing last.ckpt, not last-v1.ckpt
         trainer.save_checkpoint(path)
+        if self._signal == signal.SIGINT:
+            exception.code = SIGINT_EXIT  # the SystemExit Lightning re-raises once every hook has run
         if trainer.is_global_zero:
             log.warning(
                 "%s received: saved %s at epoch %d, global step %d. Resume with ckpt_path=%s (or ckpt_path=last "
@@ -141,3 +172,7 @@ class PreemptionCheckpoint(L.Callback):
         if self._previous is not None:
             signal.signal(signal.SIGUSR1, self._previous)
             self._previous = None
+        if self._previous_sigint is not None:
+            signal.signal(signal.SIGINT, self._previous_sigint)
+            self._previous_sigint = None
+        self._trainer = None
