@@ -66,10 +66,12 @@ def test_ddp_ranks_agree_and_equal_one_process_with_the_same_global_batch(
         )
     )
     single = torch.load(tmp_path / "one" / "rank0.pt")
+    # Equal up to float noise, which six Adam steps amplify as far as the CPU's kernels differ. Measured on
+    # 2026-12-03 (outputs of scale 0.4 and 1.3): 6e-7 with oneDNN's AVX2 kernels, 7e-5 with AVX-512, 7e-4 with
+    # ONEDNN_MAX_CPU_ISA=SSE41. Other crops and flips (data.seed=1) move them by 0.11 and 0.14. (The weights
+    # separate worse: 4e-4 of noise against 1.3e-3; a conv bias before InstanceNorm drifts freely.)
     for a, b in zip(outputs(rank0), outputs(single)):
-        assert torch.allclose(a, b, atol=1e-5, rtol=0), (a - b).abs().max()  # measured: ~1e-6
-    weights = [k for k in single if k.endswith("weight")]
-    assert max((rank0[k] - single[k]).abs().max().item() for k in weights) < 1e-4  # measured: ~1e-5
+        assert torch.allclose(a, b, atol=5e-3, rtol=0), (a - b).abs().max()
 
 
 @pytest.mark.slow
