@@ -20,8 +20,9 @@ from torch.utils.data import DataLoader
 
 from p2p.data import PairedDataModule, PairedImageDataset, PairTransform
 from p2p.data.dataset import PairFiles
-from p2p.data.validate import check_splits, inspect_image
+from p2p.data.validate import check_splits
 from p2p.errors import DataError, short_message
+from p2p.io.images import inspect_image
 
 BIN = Path(sys.executable).parent
 SMALL = {"load_size": 72, "crop_size": 64, "size_divisor": 64}
@@ -132,7 +133,7 @@ def test_broken_symlinks_are_named_not_dropped(bad_aligned: Path, tmp_path: Path
 def test_datamodule_checks_each_file_once_and_never_writes(
     bad_aligned: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import p2p.data.validate as validate
+    import p2p.io.images as images
 
     before = snapshot(bad_aligned)
     calls: list[Path] = []
@@ -141,7 +142,7 @@ def test_datamodule_checks_each_file_once_and_never_writes(
         calls.append(path)
         return inspect_image(path)
 
-    monkeypatch.setattr(validate, "inspect_image", counting)
+    monkeypatch.setattr(images, "inspect_image", counting)
     with pytest.raises(DataError):
         PairedDataModule(str(bad_aligned), num_workers=0, **SMALL).setup("fit")
     dm = PairedDataModule(str(bad_aligned), num_workers=0, on_bad_file="skip", batch_size=2, **SMALL)

@@ -11,11 +11,9 @@ from __future__ import annotations
 import argparse
 import glob
 import logging
-import os
 import sys
 from collections import defaultdict
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -29,7 +27,7 @@ from p2p.data.validate import ON_BAD_FILE
 from p2p.errors import DataError, InputNotFoundError, UnreadableImageError, UsageError
 from p2p.inference import INFERENCE_MODES, Translator
 from p2p.inference.translator import BLENDS, MODE_NOTES, pad_to, padded_size
-from p2p.io import inspect_image, open_image
+from p2p.io import inspect_images, open_image
 from p2p.models import zoo
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -157,8 +155,7 @@ def translate_chunk(
 def check_inputs(files: list[tuple[Path, Path]]) -> tuple[list[tuple[int, int] | str], list[str]]:
     """Every input decoded once, in a thread pool, before the slow part: (width, height) or what is wrong
     for each file, and one ``"path: what is wrong"`` line per bad file."""
-    with ThreadPoolExecutor(max_workers=min(16, 2 * (os.cpu_count() or 1))) as pool:
-        sizes = list(pool.map(inspect_image, [src for src, _ in files], chunksize=16))
+    sizes = inspect_images([src for src, _ in files])
     return sizes, [f"{src}: {size}" for (src, _), size in zip(files, sizes) if isinstance(size, str)]
 
 

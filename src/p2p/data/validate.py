@@ -17,16 +17,14 @@ returns the good pairs. Files are only read, never written.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal, get_args
 
 from p2p.data.dataset import PairFiles, list_split
 from p2p.data.transforms import PairTransform
 from p2p.errors import DataError, check_choice
-from p2p.io import inspect_image
+from p2p.io import inspect_images
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +78,7 @@ def check_splits(
         raise FileNotFoundError(f"dataset root {root} does not exist or is not a folder (data.root)")
     listed = {split: lister(root, split) for split in splits}
     files = sorted({p for pairs, _ in listed.values() for f in pairs for p in (f.a, f.b) if p is not None})
-    workers = workers or min(16, 2 * (os.cpu_count() or 1))
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        sizes = dict(zip(files, pool.map(inspect_image, files, chunksize=16)))
+    sizes = dict(zip(files, inspect_images(files, workers)))
 
     good: dict[str, list[PairFiles]] = {}
     problems: list[str] = []

@@ -11,7 +11,7 @@ from __future__ import annotations
 from p2p.io.atomic import atomic_save, atomic_write, atomic_write_text
 from p2p.io.cache import cache_root
 from p2p.io.download import download, sha256sum
-from p2p.io.images import convert_channels, inspect_image, open_image, to_tensor
+from p2p.io.images import convert_channels, inspect_image, inspect_images, open_image, to_tensor
 
 __all__ = [
     "atomic_save",
@@ -21,6 +21,7 @@ __all__ = [
     "convert_channels",
     "download",
     "inspect_image",
+    "inspect_images",
     "open_image",
     "sha256sum",
     "to_tensor",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -27,6 +29,14 @@ def inspect_image(path: str | os.PathLike[str]) -> tuple[int, int] | str:
         return _decoded(path).size
     except Exception as e:  # as in open_image
         return f"cannot read image: {type(e).__name__}: {e}"
+
+
+def inspect_images(
+    paths: Sequence[str | os.PathLike[str]], workers: int | None = None
+) -> list[tuple[int, int] | str]:
+    """`inspect_image` of each path, in order, decoded in a thread pool (Pillow's decoders release the GIL)."""
+    with ThreadPoolExecutor(max_workers=workers or min(16, 2 * (os.cpu_count() or 1))) as pool:
+        return list(pool.map(inspect_image, paths, chunksize=16))
 
 
 def _decoded(path: str | os.PathLike[str]) -> Image.Image:
