@@ -49,3 +49,27 @@ class PauseUntilFile(L.Callback):
             Path(f"{self.go}.waiting").touch()
             while not self.go.exists():
                 time.sleep(0.05)
+
+
+class DiskFullAfter(L.Callback):
+    """From the ``saves``-th all-or-nothing write on, the temporary file is the kernel's /dev/full, whose
+    every write fails with ENOSPC: a disk that fills up during the run."""
+
+    def __init__(self, saves: int) -> None:
+        self.saves = saves
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        import builtins
+
+        import p2p.io.atomic as atomic
+
+        opened = [0]
+
+        def open_(path: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+            if str(path).endswith(".tmp"):
+                opened[0] += 1
+                if opened[0] > self.saves:
+                    return builtins.open("/dev/full", "wb")
+            return builtins.open(path, mode, *args, **kwargs)
+
+        atomic.open = open_  # type: ignore[attr-defined]  # the module's global shadows the builtin

@@ -19,6 +19,7 @@ import torch
 from p2p.config.build import build_trainer
 from p2p.data.sampler import EpochSampler, SeededItems
 from p2p.data.transforms import PairTransform
+from p2p.errors import DiskFullError
 from p2p.runs.train import train
 from p2p.training import AtomicCheckpointIO, RNGState
 from reliability_helpers import wait_for
@@ -108,11 +109,33 @@ def test_crash_while_saving_leaves_the_previous_checkpoint(
     import p2p.io.atomic
 
     monkeypatch.setattr(p2p.io.atomic.torch, "save", torn_save)
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(
+        DiskFullError,
+        match=f"no space left on device writing {path} .*; the file there is the previous one, intact",
+    ):
         io.save_checkpoint({"step": 2, "w": torch.zeros(1000)}, path)
     monkeypatch.undo()
     assert path.read_bytes() == before and io.load_checkpoint(path)["step"] == 1
     assert sorted(p.name for p in path.parent.iterdir()) == ["last.ckpt"]  # no temporary file left behind
+
+
+def test_only_a_full_disk_is_called_a_full_disk(tmp_path: Path) -> None:
+    """/dev/full: the kernel's own ENOSPC, under torch.save's "unexpected pos" error; any other failure
+    passes through as it is (a bug keeps its traceback)."""
+    import p2p.io.atomic
+
+    path = tmp_path / "new.ckpt"
+    real_open = open
+    p2p.io.atomic.open = lambda *a, **k: real_open("/dev/full", "wb")  # type: ignore[attr-defined]
+    try:
+        with pytest.raises(DiskFullError, match=f"writing {path} .*; nothing was written"):
+            p2p.io.atomic.atomic_save({"w": torch.zeros(100_000)}, path)
+    finally:
+        del p2p.io.atomic.open  # type: ignore[attr-defined]
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(KeyError), p2p.io.atomic.atomic_write(path):
+        raise KeyError("a bug")
+    assert list(tmp_path.iterdir()) == []
 
 
 # --- end to end ----------------------------------------------------------------------------------------------

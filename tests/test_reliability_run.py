@@ -133,3 +133,23 @@ def test_dataloader_workers_survive_ctrl_c(compose_train, tmp_path: Path) -> Non
     os.kill(batches._workers[0].pid, signal.SIGINT)  # type: ignore[attr-defined]
     # without SIG_IGN the worker died: RuntimeError "DataLoader worker exited unexpectedly"
     assert len(list(batches)) == len(dm.train_dataloader()) - 1
+
+
+def test_a_full_disk_stops_the_run_with_one_line_and_the_last_checkpoint_intact(tmp_path: Path) -> None:
+    """Epoch 1's checkpoint is written; from then on every write hits ENOSPC (reliability_helpers.DiskFullAfter)."""
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run(
+        [str(BIN / "p2p-train"), "debug=smoke", "trainer.max_epochs=2", "logger=none", f"hydra.run.dir={run}",
+         "+callbacks.full._target_=reliability_helpers.DiskFullAfter", "+callbacks.full.saves=1"],
+        cwd=tmp_path, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    out = proc.stdout + proc.stderr
+    last = run / "checkpoints" / "last.ckpt"
+    assert proc.returncode == 1, out[-3000:]
+    assert "Traceback" not in out and out.strip().splitlines()[-1].startswith(
+        f"p2p-train: error: no space left on device writing {last} ("
+    ), out[-3000:]
+    assert "the file there is the previous one, intact" in out
+    assert torch.load(last, map_location="cpu", weights_only=False)["epoch"] == 0  # epoch 1's, complete
+    assert not list(run.rglob("*.tmp")), "a temporary file was left behind"

@@ -59,6 +59,11 @@ class DownloadError(P2PError, OSError):
     """A download failed or did not match its sha256."""
 
 
+class DiskFullError(P2PError, OSError):
+    """No space (or quota) left on the device a file was being written to; the file named was left as it was
+    (`p2p.io.atomic_write`)."""
+
+
 class NonFiniteLossError(P2PError, FloatingPointError):
     """A loss term became NaN or infinite; the message names the term, the step and the epoch."""
 

@@ -8,7 +8,9 @@ jobs filling one cache) each write their own temporary file and the last rename 
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +18,10 @@ from pathlib import Path
 from typing import IO, Any
 
 import torch
+
+from p2p.errors import DiskFullError
+
+FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 @contextmanager
@@ -32,8 +38,18 @@ def atomic_write(path: str | os.PathLike[str], binary: bool = True) -> Iterator[
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
+        if _disk_full(e):  # torch.save's own error ("unexpected pos ...") hides the OSError it came from
+            free = shutil.disk_usage(path.parent).free
+            raise DiskFullError(
+                f"no space left on device writing {path} ({free / 2**20:.0f} MiB free there)"
+                + (
+                    "; the file there is the previous one, intact"
+                    if path.exists()
+                    else "; nothing was written"
+                )
+            ) from e
         raise
     if hasattr(os, "O_DIRECTORY"):  # POSIX: make the rename durable
         fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
@@ -41,6 +57,17 @@ def atomic_write(path: str | os.PathLike[str], binary: bool = True) -> Iterator[
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def _disk_full(error: BaseException | None) -> bool:
+    """Whether ``error`` or an exception it was raised from (``__cause__`` / ``__context__``) is ENOSPC/EDQUOT."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, OSError) and error.errno in FULL:
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def atomic_save(obj: Any, path: str | os.PathLike[str]) -> None:
