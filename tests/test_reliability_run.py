@@ -50,7 +50,9 @@ def test_ctrl_c_saves_last_ckpt_exits_130_and_resumes(compose_train, tmp_path: P
     out = proc.communicate(timeout=240)[0]
     assert proc.returncode == 130, out[-3000:]
     assert "SIGINT received: saved" in out and "Resume with ckpt_path=" in out, out[-3000:]
-    assert "Traceback" not in out and "graceful shutdown" not in out, out[-3000:]
+    assert "Traceback" not in out and "graceful shutdown" not in out and "did you mean" not in out, out[
+        -3000:
+    ]
     last = run / "checkpoints" / "last.ckpt"
     done = batches_done(last)
     assert 2 <= done < 100  # mid-epoch
@@ -135,21 +137,25 @@ def test_dataloader_workers_survive_ctrl_c(compose_train, tmp_path: Path) -> Non
     assert len(list(batches)) == len(dm.train_dataloader()) - 1
 
 
-def test_a_full_disk_stops_the_run_with_one_line_and_the_last_checkpoint_intact(tmp_path: Path) -> None:
-    """Epoch 1's checkpoint is written; from then on every write hits ENOSPC (reliability_helpers.DiskFullAfter)."""
+def test_a_full_disk_stops_the_run_with_one_line_and_the_last_checkpoint_intact(
+    tmp_path: Path, facades_root: Path
+) -> None:
+    """Epoch 1's checkpoint is written; from then on every write hits ENOSPC (reliability_helpers.DiskFullAfter).
+    With data=folder, whose data.root is mandatory: no false "did you mean" beside the error (issue 11, item 3)."""
     run = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run(
-        [str(BIN / "p2p-train"), "debug=smoke", "trainer.max_epochs=2", "logger=none", f"hydra.run.dir={run}",
+        [str(BIN / "p2p-train"), "debug=smoke", "data=folder", f"data.root={facades_root}", "trainer.max_epochs=2",
+         "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "logger=none", f"hydra.run.dir={run}",
          "+callbacks.full._target_=reliability_helpers.DiskFullAfter", "+callbacks.full.saves=1"],
         cwd=tmp_path, env=env, capture_output=True, text=True,
     )  # fmt: skip
     out = proc.stdout + proc.stderr
     last = run / "checkpoints" / "last.ckpt"
     assert proc.returncode == 1, out[-3000:]
-    assert "Traceback" not in out and out.strip().splitlines()[-1].startswith(
-        f"p2p-train: error: no space left on device writing {last} ("
-    ), out[-3000:]
-    assert "the file there is the previous one, intact" in out
+    error = out.strip().splitlines()[-1]
+    assert "Traceback" not in out and "did you mean" not in out, out[-3000:]
+    assert error.startswith(f"p2p-train: error: no space left on device writing {last.parent}/"), error
+    assert error.endswith("; the file there is the previous one, intact"), error
     assert torch.load(last, map_location="cpu", weights_only=False)["epoch"] == 0  # epoch 1's, complete
     assert not list(run.rglob("*.tmp")), "a temporary file was left behind"
