@@ -224,3 +224,38 @@ def test_sigusr1_warning_saves_and_stops(compose_train, tmp_path: Path) -> None:
     saved = load(tmp_path / "checkpoints" / "last.ckpt")
     done = saved["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]["completed"]
     assert done == 3 and saved["global_step"] == 2 * done  # the batch the signal came in was finished
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [0, 2])  # workers prefetch batches the loop has not trained on
+def test_a_mid_epoch_resume_equals_the_uninterrupted_run(compose_train, tmp_path: Path, workers: int) -> None:
+    """SIGUSR1 after batch 3 of 6 saves last.ckpt mid-epoch; resumed from it, the run ends (epoch 2 included)
+    with every weight, buffer and optimiser state equal to a run never stopped: the resumed epoch goes on
+    with its remaining samples (the loader's state in the checkpoint), not from that epoch's beginning."""
+    base = [
+        "debug=smoke",
+        "seed=7",
+        "trainer.limit_train_batches=6",
+        "model.optim.n_epochs=2",
+        "trainer.max_epochs=2",
+        f"data.num_workers={workers}",
+    ]
+    straight = load(train(compose_train(base, tmp_path / "straight"))["last_ckpt"])
+    stop = [f"+callbacks.signal_self._target_={__name__}.SignalSelf", f"+callbacks.signal_self.signum={int(signal.SIGUSR1)}",
+            "+callbacks.signal_self.at_batch=2"]  # fmt: skip
+    with pytest.raises(SystemExit):
+        train(compose_train([*base, *stop], tmp_path / "stopped"))
+    mid = tmp_path / "stopped" / "checkpoints" / "last.ckpt"
+    assert load(mid)["global_step"] == 2 * 3  # three batches of six
+    resumed = load(train(compose_train([*base, f"ckpt_path={mid}"], tmp_path / "resumed"))["last_ckpt"])
+    assert (
+        (resumed["epoch"], resumed["global_step"]) == (straight["epoch"], straight["global_step"]) == (1, 24)
+    )
+    assert resumed["state_dict"].keys() == straight["state_dict"].keys()
+    for k, v in straight["state_dict"].items():
+        assert torch.equal(v, resumed["state_dict"][k]), (
+            k,
+            (v.float() - resumed["state_dict"][k].float()).abs().max(),
+        )
+    ta, tb = tensors(straight["optimizer_states"]), tensors(resumed["optimizer_states"])
+    assert len(ta) == len(tb) > 0 and all(torch.equal(x, y) for x, y in zip(ta, tb))

@@ -34,7 +34,7 @@ from p2p.data.dataset import (
 from p2p.data.download import ensure_dataset, get_info
 from p2p.data.edges import EdgeSettings
 from p2p.data.photos import PhotoDataset, PhotoTask, list_photos
-from p2p.data.sampler import EpochSampler, SeededItems
+from p2p.data.sampler import EpochSampler, ResumableLoader, SeededItems
 from p2p.data.synthetic import SyntheticPairs
 from p2p.data.transforms import PREPROCESS, PairTransform, Preprocess
 from p2p.data.validate import ON_BAD_FILE, OnBadFile, check_splits
@@ -118,6 +118,15 @@ class PairsDataModule(L.LightningDataModule):
         trainer = self.trainer
         return None if trainer is None else trainer.fit_loop.epoch_progress.current.processed  # type: ignore[attr-defined]
 
+    def _fit_progress(self) -> tuple[int, int]:
+        """The epoch under way and how many of its batches were trained on (0 once all of them were): what a
+        checkpoint saved now must resume from (`ResumableLoader`)."""
+        trainer = self.trainer
+        assert trainer is not None
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed  # type: ignore[attr-defined]
+        epoch = trainer.fit_loop.epoch_progress.current.processed  # type: ignore[attr-defined]
+        return epoch, done if done < trainer.num_training_batches else 0
+
     def _loader(self, ds: Dataset[Pair] | None, stage: str, shuffle: bool = False) -> DataLoader[Pair]:
         if ds is None:
             self.setup(stage)
@@ -129,8 +138,7 @@ class PairsDataModule(L.LightningDataModule):
             world, rank = (t.world_size, t.global_rank) if t is not None else (1, 0)
             sampler = EpochSampler(len(ds), self.seed, True, self._fit_epoch, world, rank)  # type: ignore[arg-type]
             ds = SeededItems(ds)
-        return DataLoader(
-            ds,
+        settings: dict[str, Any] = dict(
             batch_size=self.batch_size,
             sampler=sampler,
             num_workers=self.num_workers,
@@ -141,6 +149,9 @@ class PairsDataModule(L.LightningDataModule):
             generator=torch.Generator().manual_seed(self.seed),
             worker_init_fn=_worker_init if self.num_workers > 0 else None,
         )
+        if sampler is not None and self.trainer is not None:  # goes on mid-epoch where a checkpoint stopped
+            return ResumableLoader(ds, progress=self._fit_progress, **settings)
+        return DataLoader(ds, **settings)
 
     def _cached(self, ds: Dataset[Pair]) -> Dataset[Pair]:
         """``ds`` behind a RAM cache of decoded, resized images when ``cache`` asks for one and (``auto``) its

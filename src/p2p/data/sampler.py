@@ -6,6 +6,11 @@ run resumed from ``last.ckpt`` shuffles and crops differently from the run it co
 derives epoch e's permutation from (seed, e) and hands each index out with its own seed; `SeededItems`
 loads the item with torch's RNG seeded by it. Nothing depends on how many workers there are, on which
 worker gets an item, on the DDP rank, or on whether the run was resumed.
+
+A checkpoint saved in the middle of an epoch (pre-emption, Ctrl-C) goes on exactly where it stopped:
+`ResumableLoader` is what Lightning calls a stateful loader, so its state (the epoch, and how many of its
+batches were trained on) is saved with the loops and given back on resume, and the sampler's next
+iterator starts past those samples instead of at the epoch's beginning.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 SampleKey = tuple[int, int]  # (index into the dataset, seed for that sample's augmentation)
 
@@ -55,6 +60,13 @@ class EpochSampler(DistributedSampler):  # type: ignore[type-arg]
         # explicit num_replicas and rank: DistributedSampler then never queries torch.distributed
         super().__init__(range(n), num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed)  # type: ignore[arg-type]
         self.n, self.epoch_fn = n, epoch_fn
+        self._resume: tuple[int, int] | None = (
+            None  # (epoch, samples of this rank's share already trained on)
+        )
+
+    def resume_at(self, epoch: int, samples: int) -> None:
+        """The next iterator, if it is over ``epoch``, starts ``samples`` into this rank's share (once)."""
+        self._resume = (epoch, samples)
 
     def current_epoch(self) -> int:
         epoch = self.epoch_fn() if self.epoch_fn is not None else None
@@ -69,8 +81,31 @@ class EpochSampler(DistributedSampler):  # type: ignore[type-arg]
         else:
             order = list(range(self.n))
         order += order[: self.total_size - len(order)]  # pad to a multiple of num_replicas
-        for i in order[self.rank : self.total_size : self.num_replicas]:
+        share = order[self.rank : self.total_size : self.num_replicas]
+        if self._resume is not None:
+            (resumed, start), self._resume = self._resume, None
+            share = share[start:] if resumed == epoch else share
+        for i in share:
             yield i, mix(self.seed, epoch, i)
+
+
+class ResumableLoader(DataLoader[Any]):
+    """A DataLoader over an `EpochSampler` that Lightning checkpoints with its loops (``state_dict`` and
+    ``load_state_dict`` make it `lightning.fabric.utilities.types._Stateful`). ``progress`` gives the epoch
+    under way and how many of its batches were trained on, 0 once the epoch is complete; the loader's own
+    count would be ahead of the loop's by what its workers and Lightning have prefetched."""
+
+    def __init__(self, *args: Any, progress: Callable[[], tuple[int, int]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.progress = progress
+
+    def state_dict(self) -> dict[str, int]:
+        epoch, batches = self.progress()
+        return {"epoch": epoch, "batches": batches}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        assert isinstance(self.sampler, EpochSampler) and self.batch_size is not None
+        self.sampler.resume_at(state["epoch"], state["batches"] * self.batch_size)
 
 
 class SeededItems(Dataset[Any]):
