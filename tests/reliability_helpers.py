@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -73,3 +74,22 @@ class DiskFullAfter(L.Callback):
             return builtins.open(path, mode, *args, **kwargs)
 
         atomic.open = open_  # type: ignore[attr-defined]  # the module's global shadows the builtin
+
+
+class SignalGroupAt(L.Callback):
+    """Rank 0 sends ``signum`` to its whole process group (every DDP rank and DataLoader worker, as a
+    scheduler's ``scancel`` does), or with ``group=False`` to itself only, when the epoch's batch
+    ``at_batch`` (counted from 0) has finished."""
+
+    def __init__(self, at_batch: int, signum: int = 15, group: bool = True) -> None:
+        self.at_batch, self.signum, self.group = at_batch, signum, group
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
+        if (
+            trainer.is_global_zero
+            and trainer.fit_loop.epoch_loop.batch_progress.current.completed == self.at_batch
+        ):
+            if self.group:
+                os.killpg(os.getpgrp(), self.signum)
+            else:
+                os.kill(os.getpid(), self.signum)

@@ -104,3 +104,43 @@ def test_ddp_ranks_stop_together_on_nonfinite_and_leave_finite_checkpoints(
             k for d in state for k, v in d.items() if v.is_floating_point() and not torch.isfinite(v).all()
         ]
         assert not bad, f"{path.name} (epoch {ckpt['epoch']}) holds non-finite {bad[:3]}"
+
+
+@pytest.mark.slow
+def test_ddp_sigterm_mid_epoch_stops_every_rank_and_resumes_exactly(tmp_path: Path) -> None:
+    """SIGTERM to every process of a 2-process run after batch 4 of 6 (as a scheduler sends it): all ranks
+    stop before the same batch, one last.ckpt, exit 0; resumed with 2 processes, the run ends bit for bit
+    where an uninterrupted 2-process run does. Before PreemptionCheckpoint decided for all ranks together,
+    this run hung (one rank saving, the other in the next step's collectives; Lightning issue #20806)."""
+    common = [
+        str(BIN / "p2p-train"), "debug=smoke", "data.batch_size=1", "trainer.accelerator=cpu", "trainer.devices=2",
+        "trainer.strategy=ddp", "trainer.limit_train_batches=6", "trainer.max_epochs=2", "model.optim.n_epochs=2",
+        "trainer.precision=32", "model.generator.norm=instance", "model.discriminator.norm=instance",
+        "model.generator.dropout=0", "logger=none",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+
+    def run(*extra: str) -> str:
+        proc = subprocess.run([*common, *extra], cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=300, start_new_session=True)  # fmt: skip  # its own process group
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+        return proc.stdout + proc.stderr
+
+    run(f"hydra.run.dir={tmp_path / 'straight'}")
+    stopped = tmp_path / "stopped"
+    out = run(
+        "+callbacks.stop._target_=reliability_helpers.SignalGroupAt", "+callbacks.stop.at_batch=3",
+        f"hydra.run.dir={stopped}",
+    )  # fmt: skip
+    assert out.count("SIGTERM received: saved") == 1, out[-3000:]  # rank 0 says it
+    assert [p.name for p in (stopped / "checkpoints").iterdir()] == ["last.ckpt"]
+    mid = torch.load(stopped / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert (mid["epoch"], mid["global_step"]) == (0, 8)  # 4 of epoch 1's 6 batches, both optimisers
+    run("ckpt_path=last", f"hydra.run.dir={stopped}")
+
+    a, b = (torch.load(d / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False) for d in (tmp_path / "straight", stopped))  # fmt: skip
+    assert (a["epoch"], a["global_step"]) == (b["epoch"], b["global_step"]) == (1, 24)
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    assert all(torch.equal(v, b["state_dict"][k]) for k, v in a["state_dict"].items())
+    moments = [[t for s in ck["optimizer_states"] for st in s["state"].values() for t in st.values()] for ck in (a, b)]  # fmt: skip
+    assert len(moments[0]) == len(moments[1]) > 0 and all(map(torch.equal, *moments))

@@ -88,6 +88,15 @@ class PreemptionCheckpoint(L.Callback):
     SIGTERM flag instead, and the run stops exactly as for SIGTERM (under DDP, when rank 0's flag is
     broadcast). ``dirpath`` defaults to the ModelCheckpoint callback's folder, so the file is the
     ``last.ckpt`` that ``ckpt_path=last`` resumes from.
+
+    Under DDP, signals take another way. A scheduler signals every rank, each at its own point of the step,
+    and Lightning 2.6 acts on each rank's own flag after a batch (and broadcasts from inside its signal
+    handler): one rank stops to save while another enters the next step's collectives, and both wait for
+    ever (Lightning issue #20806; seen here with SIGTERM to a 2-process CPU run). So while training under
+    DDP this callback handles SIGTERM, SIGUSR1 and SIGINT itself, only noting them (and passing them on to
+    the launcher's other processes, as Lightning does), and the ranks decide together: at the start of
+    every batch one all-reduce (max) of each rank's note, after which all stop before the same batch. The
+    cost is one scalar all-reduce and host sync per step under DDP, beside Lightning's own broadcast.
     """
 
     def __init__(self, dirpath: str | None = None, filename: str = "last.ckpt", sigusr1: bool = True) -> None:
@@ -96,6 +105,7 @@ class PreemptionCheckpoint(L.Callback):
         self._previous: Any = None
         self._previous_sigint: Any = None
         self._trainer: L.Trainer | None = None
+        self._previous_sigterm: Any = None
 
     def path(self, trainer: L.Trainer) -> Path:
         ckpt = trainer.checkpoint_callback
@@ -116,18 +126,24 @@ class PreemptionCheckpoint(L.Callback):
                 self._previous = signal.signal(signal.SIGUSR1, self._on_signal)
             self._trainer = trainer
             self._previous_sigint = signal.signal(signal.SIGINT, self._on_sigint)
+            if trainer.world_size > 1:  # the ranks decide together (the class docstring)
+                self._previous_sigterm = signal.signal(signal.SIGTERM, self._on_signal)
         except ValueError:  # not the main thread: leave signals alone
             pass
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        self._signal = signum  # acted on before the next batch starts
+        first, self._signal = self._signal is None, signum  # acted on before the next batch starts
+        launcher = self._trainer.strategy.launcher if self._trainer is not None else None
+        if first and self._previous_sigterm is not None and launcher is not None:
+            launcher.kill(signum)  # DDP: to the ranks this process started (Lightning's SIGTERM handler does)
 
     def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
         self._signal = signum
         assert self._trainer is not None
-        # Lightning's flag (its private signal connector; the `received_sigterm` property only reads it): its
-        # loops check it after each batch, also in validation, and broadcast rank 0's under DDP
-        self._trainer._signal_connector.received_sigterm = True
+        if self._trainer.world_size == 1:  # under DDP the ranks decide together, at the next batch's start
+            # Lightning's flag (its private signal connector; the `received_sigterm` property only reads it):
+            # its loops check it after each batch, also in validation
+            self._trainer._signal_connector.received_sigterm = True
         # a second Ctrl-C: Python's KeyboardInterrupt, for a run stuck before its next batch (nothing saved)
         signal.signal(signal.SIGINT, self._previous_sigint)
         self._previous_sigint = None
@@ -138,8 +154,15 @@ class PreemptionCheckpoint(L.Callback):
 
     @override
     def on_train_batch_start(self, trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
-        # SIGUSR1 (SIGINT goes Lightning's way): stop before this batch, the checkpoint's counters match the weights
-        if self._signal is not None and self._signal != signal.SIGINT:
+        # SIGUSR1 (SIGINT goes Lightning's way in one process): stop before this batch, the checkpoint's counters
+        # match the weights
+        if trainer.world_size > 1:  # every rank stops before the same batch if any was signalled
+            noted = torch.tensor([self._signal or 0], device=trainer.strategy.root_device)
+            torch.distributed.all_reduce(noted, op=torch.distributed.ReduceOp.MAX)
+            self._signal = self._signal or int(noted.item()) or None
+            if self._signal is not None:
+                raise SIGTERMException()
+        elif self._signal is not None and self._signal != signal.SIGINT:
             raise SIGTERMException()  # the same path as SIGTERM: on_exception below saves, then exit 0
 
     @override
@@ -175,4 +198,7 @@ class PreemptionCheckpoint(L.Callback):
         if self._previous_sigint is not None:
             signal.signal(signal.SIGINT, self._previous_sigint)
             self._previous_sigint = None
+        if self._previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, self._previous_sigterm)
+            self._previous_sigterm = None
         self._trainer = None
