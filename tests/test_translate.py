@@ -106,17 +106,23 @@ def test_a_bad_image_is_named_and_the_good_ones_written(
 def test_a_corrupt_checkpoint_is_called_corrupt(
     ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A checkpoint cut in half, random bytes, text and a legacy torch file cut inside a class name are not
-    checkpoints; --allow-pickle is suggested only for a well-formed file that needs it (a pickled module)."""
+    """A checkpoint cut in half, random bytes, text, a legacy torch file cut inside a class name and a legacy
+    pickled module cut in its tensor bytes are not checkpoints; --allow-pickle is suggested only for a
+    well-formed file that needs it (a pickled module, zip or legacy)."""
     data = ckpt.read_bytes()
     buffer = io.BytesIO()
     torch.save({"w": torch.ones(3)}, buffer, _use_new_zipfile_serialization=False)  # pickles, then tensors
     legacy = buffer.getvalue()
+    buffer = io.BytesIO()
+    module = p2p.create_model("unet_128", num_downs=5, ngf=4)
+    torch.save(module, buffer, _use_new_zipfile_serialization=False)  # needs full unpickling; tensors last
+    legacy_module = buffer.getvalue()
     bad = {
         "half.ckpt": data[: len(data) // 2],
         "random.ckpt": np.random.default_rng(0).bytes(4096),  # torch: "Weights only load failed"
         "text.ckpt": b"not a checkpoint\n" * 20,  # torch: a KeyError
         "cut.pth": legacy[: legacy.index(b"collections\nOrderedDict") + 14],  # torch: "GLOBAL collections.O"
+        "module_cut.pth": legacy_module[:-100],  # its pickles whole, its last tensor's bytes cut short
     }
     noise_image(32, 32).save(tmp_path / "x.png")
     args = ["--input", str(tmp_path / "x.png"), "--output", str(tmp_path / "out"), "--no-progress"]
@@ -126,9 +132,11 @@ def test_a_corrupt_checkpoint_is_called_corrupt(
         err = capsys.readouterr().err
         assert f"{tmp_path / name}: not a checkpoint (truncated, corrupt" in err
         assert "allow" not in err and "weights_only" not in err, err  # no advice to unpickle it
-    torch.save(p2p.create_model("unet_128", num_downs=5, ngf=4), tmp_path / "module.pt")
-    assert exit_code(main, ["--checkpoint", str(tmp_path / "module.pt"), *args]) == 2
-    assert "module.pt: a well-formed torch file that needs full unpickling" in capsys.readouterr().err
+    torch.save(module, tmp_path / "module.pt")
+    (tmp_path / "module_legacy.pt").write_bytes(legacy_module)
+    for name in ("module.pt", "module_legacy.pt"):
+        assert exit_code(main, ["--checkpoint", str(tmp_path / name), *args]) == 2
+        assert f"{name}: a well-formed torch file that needs full unpickling" in capsys.readouterr().err
 
 
 def test_translator_accepts_pil_arrays_and_tensors(ckpt: Path) -> None:

@@ -170,9 +170,9 @@ def _torch_load(path: Path, allow_pickle: bool) -> Any:
         if not any(r in str(e) for r in _REFUSALS):
             raise _corrupt(path, e) from None
         # a file cut short inside a class name reads as a refused global ("GLOBAL collections.Or"), and
-        # random bytes can too: the stream must also parse to the end
+        # random bytes can too: the stream must also parse to the end (and a legacy file's tensors be whole)
         if not _pickles_parse(path):
-            raise _corrupt(path, "its pickled data is cut short or damaged") from None
+            raise _corrupt(path, "its pickles or its tensors' bytes are cut short or damaged") from None
         if not allow_pickle:
             raise CheckpointError(
                 f"{path}: a well-formed torch file that needs full unpickling, which can run arbitrary code "
@@ -205,10 +205,64 @@ def _pickles_parse(path: Path) -> bool:
             with zipfile.ZipFile(path) as archive:
                 names = [n for n in archive.namelist() if n.rpartition("/")[2] == "data.pkl"]
                 return len(names) == 1 and _parse(io.BytesIO(archive.read(names[0])), 1)
-        with path.open("rb") as f:  # the pickles come before the tensors' bytes: only they are read
-            return _parse(f, _LEGACY_PICKLES)
+        with path.open("rb") as f:  # the pickles come before the tensors' bytes
+            return _parse(f, _LEGACY_PICKLES) and _legacy_tensors_complete(path)
     except (zipfile.BadZipFile, ValueError, OSError, EOFError):  # pickletools: "opcode unknown", cut short
         return False
+
+
+# bytes per element of the storage classes a legacy file names (UntypedStorage counts bytes)
+_ELEMENT_SIZES = {"Double": 8, "Float": 4, "Half": 2, "BFloat16": 2, "Long": 8, "Int": 4, "Short": 2, "Char": 1,
+                  "Byte": 1, "Bool": 1, "ComplexDouble": 16, "ComplexFloat": 8, "Untyped": 1}  # fmt: skip
+
+
+class _Inert:
+    """Stands in for every class and function a pickle names, and takes any arguments and state."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __setstate__(self, state: Any) -> None:
+        pass
+
+
+class _StorageLister(pickle.Unpickler):
+    """Reads a legacy file's pickles without importing or running anything: every global is `_Inert` (a
+    storage class is its name), and each tensor storage's persistent id is recorded as (key, name, numel)."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        super().__init__(f)
+        self.storages: dict[str, tuple[str, int]] = {}
+
+    def find_class(self, module: str, name: str) -> Any:
+        return name if module == "torch" and name.endswith("Storage") else type(name, (_Inert,), {})
+
+    def persistent_load(self, pid: Any) -> Any:
+        if isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage" and isinstance(pid[1], str):
+            self.storages[str(pid[2])] = (pid[1].removesuffix("Storage"), int(pid[4]))
+        if isinstance(pid, tuple) and len(pid) >= 2 and pid[0] == "module":  # a pickled module's class
+            return pid[1]  # (with its source code, which torch only compares)
+        return _Inert()
+
+
+def _legacy_tensors_complete(path: Path) -> bool:
+    """Whether a legacy file holds all its tensors' bytes: after the pickles, each storage (in the order of
+    the last pickle's key list) is its element count (8 bytes) and that many elements. A file these
+    pickles cannot be walked through is not called incomplete."""
+    with path.open("rb") as f:
+        lister = _StorageLister(f)
+        try:
+            for _ in range(_LEGACY_PICKLES - 1):
+                lister.load()
+            keys = pickle.Unpickler(f).load()  # a list of strings
+            sizes = [(lister.storages[key][1], _ELEMENT_SIZES[lister.storages[key][0]]) for key in keys]
+        except (pickle.UnpicklingError, TypeError, AttributeError, *_CORRUPT):
+            return True
+        for numel, size in sizes:
+            if f.read(8) != struct.pack("<q", numel):
+                return False
+            f.seek(numel * size, io.SEEK_CUR)
+        return f.tell() <= path.stat().st_size
 
 
 def _parse(stream: IO[bytes], count: int) -> bool:
