@@ -60,9 +60,8 @@ class EpochSampler(DistributedSampler):  # type: ignore[type-arg]
         # explicit num_replicas and rank: DistributedSampler then never queries torch.distributed
         super().__init__(range(n), num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed)  # type: ignore[arg-type]
         self.n, self.epoch_fn = n, epoch_fn
-        self._resume: tuple[int, int] | None = (
-            None  # (epoch, samples of this rank's share already trained on)
-        )
+        # (epoch, samples of this rank's share already trained on): set by `ResumableLoader` on resume
+        self._resume: tuple[int, int] | None = None
 
     def resume_at(self, epoch: int, samples: int) -> None:
         """The next iterator, if it is over ``epoch``, starts ``samples`` into this rank's share (once)."""

@@ -133,9 +133,11 @@ class PreemptionCheckpoint(L.Callback):
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         first, self._signal = self._signal is None, signum  # acted on before the next batch starts
-        launcher = self._trainer.strategy.launcher if self._trainer is not None else None
-        if first and self._previous_sigterm is not None and launcher is not None:
-            launcher.kill(signum)  # DDP: to the ranks this process started (Lightning's SIGTERM handler does)
+        trainer = self._trainer
+        if first and trainer is not None and trainer.world_size > 1 and trainer.strategy.launcher is not None:
+            trainer.strategy.launcher.kill(
+                signum
+            )  # to the ranks this process started, as Lightning's handler does
 
     def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
         self._signal = signum
