@@ -135,9 +135,8 @@ class PreemptionCheckpoint(L.Callback):
         first, self._signal = self._signal is None, signum  # acted on before the next batch starts
         trainer = self._trainer
         if first and trainer is not None and trainer.world_size > 1 and trainer.strategy.launcher is not None:
-            trainer.strategy.launcher.kill(
-                signum
-            )  # to the ranks this process started, as Lightning's handler does
+            # to the ranks this process started, as Lightning's handler does
+            trainer.strategy.launcher.kill(signum)
 
     def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
         self._signal = signum
