@@ -81,12 +81,11 @@ class PreemptionCheckpoint(L.Callback):
     """On SIGTERM, SIGUSR1 or SIGINT: finish the batch, save ``last.ckpt`` (mid-epoch is fine), exit 0 (130
     for SIGINT).
 
-    Lightning already turns SIGTERM into a `SIGTERMException` at the end of the current batch (on every DDP
-    rank); this callback adds the checkpoint. Lightning has no SIGINT handler: Python's KeyboardInterrupt
+    In one process Lightning already turns SIGTERM into a `SIGTERMException` at the end of the current
+    batch; this callback adds the checkpoint. Lightning has no SIGINT handler: Python's KeyboardInterrupt
     lands in the middle of whatever runs (an optimiser step, a checkpoint write), and Lightning's
     "graceful shutdown" then saves nothing and exits 1. So during training SIGINT sets Lightning's own
-    SIGTERM flag instead, and the run stops exactly as for SIGTERM (under DDP, when rank 0's flag is
-    broadcast). ``dirpath`` defaults to the ModelCheckpoint callback's folder, so the file is the
+    SIGTERM flag instead, and the run stops exactly as for SIGTERM. ``dirpath`` defaults to the ModelCheckpoint callback's folder, so the file is the
     ``last.ckpt`` that ``ckpt_path=last`` resumes from.
 
     Under DDP, signals take another way. A scheduler signals every rank, each at its own point of the step,
