@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
+import pickle
+import pickletools
 from pathlib import Path
 
 import pytest
@@ -109,6 +112,32 @@ def test_untrusted_pickle_is_refused_unless_allowed(tmp_path: Path) -> None:
     assert same_outputs(
         src, p2p.load_generator(tmp_path / "whole_model.pt", allow_pickle=True), (1, 3, 32, 32)
     )
+
+
+class _WritesAFile:
+    """Unpickled, it calls `Path.touch` on its path: a stand-in for a payload."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[object, tuple[Path]]:
+        return (Path.touch, (self.path,))
+
+
+def test_reading_an_untrusted_legacy_file_runs_none_of_it(tmp_path: Path) -> None:
+    """A legacy torch file whose last pickle (where the tensors' keys belong) calls a function: checking
+    whether its tensors are whole (to call it corrupt or well-formed) must not unpickle it for real."""
+    buffer = io.BytesIO()
+    torch.save({"w": torch.ones(3)}, buffer, _use_new_zipfile_serialization=False)
+    stream = io.BytesIO(buffer.getvalue())
+    for _ in range(4):  # magic number, protocol, system info, the object
+        list(pickletools.genops(stream))
+    marker = tmp_path / "ran"
+    payload = buffer.getvalue()[: stream.tell()] + pickle.dumps(_WritesAFile(marker), protocol=2)
+    (tmp_path / "evil.pth").write_bytes(payload)
+    with pytest.raises(ValueError, match=r"evil\.pth"):
+        p2p.load_generator(tmp_path / "evil.pth")
+    assert not marker.exists()
 
 
 def test_bad_sources_are_named(tmp_path: Path) -> None:

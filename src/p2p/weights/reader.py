@@ -254,7 +254,7 @@ def _legacy_tensors_complete(path: Path) -> bool:
         try:
             for _ in range(_LEGACY_PICKLES - 1):
                 lister.load()
-            keys = pickle.Unpickler(f).load()  # a list of strings
+            keys = lister.load()  # a list of strings (read inertly too: the file is not trusted)
             sizes = [(lister.storages[key][1], _ELEMENT_SIZES[lister.storages[key][0]]) for key in keys]
         except (pickle.UnpicklingError, TypeError, AttributeError, *_CORRUPT):
             return True
