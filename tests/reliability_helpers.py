@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import os
 import subprocess
 import time
@@ -10,6 +11,8 @@ from typing import Any
 
 import lightning as L
 import torch
+
+import p2p.io.atomic as atomic
 
 
 class DumpRankState(L.Callback):
@@ -60,10 +63,6 @@ class DiskFullAfter(L.Callback):
         self.saves = saves
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        import builtins
-
-        import p2p.io.atomic as atomic
-
         opened = [0]
 
         def open_(path: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
