@@ -121,10 +121,9 @@ class PairsDataModule(L.LightningDataModule):
     def _fit_progress(self) -> tuple[int, int]:
         """The epoch under way and how many of its batches were trained on (0 once all of them were): what a
         checkpoint saved now must resume from (`ResumableLoader`)."""
-        trainer = self.trainer
-        assert trainer is not None
+        trainer, epoch = self.trainer, self._fit_epoch()
+        assert trainer is not None and epoch is not None
         done = trainer.fit_loop.epoch_loop.batch_progress.current.processed  # type: ignore[attr-defined]
-        epoch = trainer.fit_loop.epoch_progress.current.processed  # type: ignore[attr-defined]
         return epoch, done if done < trainer.num_training_batches else 0
 
     def _loader(self, ds: Dataset[Pair] | None, stage: str, shuffle: bool = False) -> DataLoader[Pair]:
