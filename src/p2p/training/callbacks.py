@@ -85,8 +85,8 @@ class PreemptionCheckpoint(L.Callback):
     batch; this callback adds the checkpoint. Lightning has no SIGINT handler: Python's KeyboardInterrupt
     lands in the middle of whatever runs (an optimiser step, a checkpoint write), and Lightning's
     "graceful shutdown" then saves nothing and exits 1. So during training SIGINT sets Lightning's own
-    SIGTERM flag instead, and the run stops exactly as for SIGTERM. ``dirpath`` defaults to the ModelCheckpoint callback's folder, so the file is the
-    ``last.ckpt`` that ``ckpt_path=last`` resumes from.
+    SIGTERM flag instead, and the run stops exactly as for SIGTERM. ``dirpath`` defaults to the
+    ModelCheckpoint callback's folder, so the file is the ``last.ckpt`` that ``ckpt_path=last`` resumes from.
 
     Under DDP, signals take another way. A scheduler signals every rank, each at its own point of the step,
     and Lightning 2.6 acts on each rank's own flag after a batch (and broadcasts from inside its signal
