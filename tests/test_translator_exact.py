@@ -11,6 +11,8 @@ import torch
 from PIL import Image
 
 from p2p.inference.translator import Translator, blend_window, tile_starts
+from p2p.io.tasks import lab_decode, lab_encode
+from p2p.models.hub import set_metadata
 from p2p.models.unet import UNetGenerator
 
 
@@ -129,3 +131,67 @@ def test_tile_starts_cover_the_side_and_end_flush() -> None:
     assert tile_starts(10, 4, 1) == [0, 3, 6]
     assert tile_starts(8, 8, 2) == tile_starts(5, 8, 2) == [0]
     assert tile_starts(9, 8, 2) == [0, 1]
+
+
+class Constant(UNetGenerator):
+    """A U-Net (divisor 8, so odd sizes are padded) that returns ``value`` everywhere: what Translator makes
+    of a photo task's output is then known exactly, pixel by pixel. It records the input it was given."""
+
+    def __init__(self, value: list[float], photo_task: str, **kwargs: int) -> None:
+        super().__init__(out_channels=len(value), num_downs=3, ngf=2, **kwargs)
+        self.value, self.seen = torch.tensor(value), torch.empty(0)
+        set_metadata(self, photo_task=photo_task)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen = x.clone()
+        return self.value[None, :, None, None].expand(len(x), -1, *x.shape[-2:]).contiguous()
+
+
+def test_colorization_gives_the_generator_the_images_L_and_puts_its_ab_back_with_that_L() -> None:
+    """Grey and colour images alike; the result has the image's size and the L of the image itself."""
+    gen = Constant([0.3, -0.2], "colorization", in_channels=1)
+    t = Translator(gen, device="cpu", inference="eval")
+    rgb = np.random.default_rng(0).integers(0, 256, (13, 21, 3), dtype=np.uint8)  # padded to 16x24
+    x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 127.5 - 1
+    L, _ = lab_encode(x)
+    for img in (Image.fromarray(rgb), rgb):
+        out = t(img)
+        assert gen.seen.shape == (1, 1, 16, 24)
+        torch.testing.assert_close(gen.seen[:, :, 1:14, 1:22], L, rtol=0, atol=1e-6)  # centred padding
+        got = np.asarray(out)
+        assert type(out) is type(img) and got.shape == (13, 21, 3) and got.dtype == np.uint8
+        want = lab_decode(L, torch.tensor([0.3, -0.2])[None, :, None, None].expand(1, 2, 13, 21))
+        want_u8 = np.rint((want[0].permute(1, 2, 0).numpy() + 1) / 2 * 255)
+        assert np.abs(got - want_u8).max() <= 1  # one uint8 step: the rounding of a float32 Lab round trip
+    grey = Image.fromarray(rgb).convert("L")  # a grey image is colourised too: its L is its luma
+    assert t(grey).mode == "RGB" and t(grey).size == (21, 13)
+    tensor = torch.rand(1, 1, 13, 21) * 2 - 1  # tensors go through the network as they are
+    assert torch.equal(t(tensor), torch.tensor([0.3, -0.2])[None, :, None, None].expand(1, 2, 13, 21))
+
+
+def test_inpainting_keeps_the_pixels_outside_the_hole_and_fills_the_hole_with_the_output() -> None:
+    gen = Constant([0.5, -1.0, 1.0], "inpainting", in_channels=4)
+    t = Translator(gen, device="cpu", inference="eval")
+    rgb = np.random.default_rng(1).integers(0, 256, (13, 21, 3), dtype=np.uint8)
+    fill = np.array([191, 0, 255], dtype=np.uint8)  # (0.5, -1, 1) in [-1, 1] as uint8: rint(0.75 * 255) = 191
+    mask = np.zeros((13, 21), dtype=np.uint8)
+    mask[2:5, 3:17] = 255
+    centre = np.zeros((13, 21), dtype=bool)
+    centre[3:9, 5:15] = True  # hole_mask's centre rectangle: half of each side, centred ((13 - 6) // 2 = 3)
+    for hole, m in ((mask > 0, Image.fromarray(mask)), (mask > 0, mask), (centre, None)):
+        got = np.asarray(t(Image.fromarray(rgb), mask=m))
+        assert got.shape == rgb.shape
+        assert np.array_equal(got[~hole], rgb[~hole])  # outside the hole: the image's own pixels, exactly
+        assert (got[hole] == fill).all()
+        seen = gen.seen[0, :, 1:14, 1:22]  # what the network saw: the photo with the hole at 0, then the mask
+        assert torch.equal(seen[3] > 0, torch.from_numpy(hole))
+        assert seen[:3, torch.from_numpy(hole)].eq(0).all()
+    with pytest.raises(ValueError, match="the mask is 20x13 but the image is 21x13"):
+        t(Image.fromarray(rgb), mask=np.zeros((13, 20), dtype=np.uint8))
+    colour = Translator(Constant([0.0, 0.0], "colorization", in_channels=1), device="cpu")
+    with pytest.raises(
+        ValueError, match="only an inpainting generator takes a mask, this one is colorization"
+    ):
+        colour(Image.fromarray(rgb), mask=mask)
+    with pytest.raises(ValueError, match="only an inpainting generator takes a mask"):
+        Translator(Pointwise(3, 3), device="cpu")(rgb, mask=mask)
