@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from p2p.inference import inference_mode
+from p2p.models.patchgan import PatchDiscriminator, PixelDiscriminator
 from p2p.models.unet import UNetGenerator
 
 
@@ -66,3 +67,62 @@ def test_paper_mode_normalises_with_the_test_batchs_statistics_with_dropout_off(
     assert (paper - running).abs().max() > 0.1  # the running averages would give another image
     for k, v in g.state_dict().items():
         assert torch.equal(v, before[k]), f"paper-mode inference changed {k}"
+
+
+def layers(model: nn.Module) -> list[tuple]:
+    """Each layer as (kind, channels in/out, kernel, stride, padding, bias) or (kind, slope / features)."""
+    out: list[tuple] = []
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            out.append(("conv", m.in_channels, m.out_channels, m.kernel_size[0], m.stride[0], m.padding[0], m.bias is not None))  # fmt: skip
+        elif isinstance(m, nn.LeakyReLU):
+            out.append(("lrelu", m.negative_slope))
+        elif isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d)):
+            out.append((type(m).__name__, m.num_features, m.affine, m.track_running_stats))
+    return out
+
+
+def bn(c: int) -> tuple:
+    return ("BatchNorm2d", c, True, True)  # affine, running statistics
+
+
+def inorm(c: int) -> tuple:
+    return ("InstanceNorm2d", c, False, False)  # the reference's: neither
+
+
+def test_patchgan_70_is_the_papers_C64_C128_C256_C512_with_the_reference_layers() -> None:
+    """Appendix 6.1.2: C64 without norm, then C128-C256-C512, LeakyReLU 0.2; 4x4 convs, stride 2 but the last
+    widening conv and the 1-channel output conv (stride 1); no conv bias before a BatchNorm."""
+    lr = ("lrelu", 0.2)
+    assert layers(PatchDiscriminator(in_channels=6)) == [
+        ("conv", 6, 64, 4, 2, 1, True), lr,
+        ("conv", 64, 128, 4, 2, 1, False), bn(128), lr,
+        ("conv", 128, 256, 4, 2, 1, False), bn(256), lr,
+        ("conv", 256, 512, 4, 1, 1, False), bn(512), lr,
+        ("conv", 512, 1, 4, 1, 1, True),
+    ]  # fmt: skip
+    # 286x286: two more stride-2 layers, the width capped at 8 * ndf; instance norm keeps the conv biases
+    got = layers(PatchDiscriminator(in_channels=3, ndf=2, n_layers=5, norm="instance"))
+    assert got == [
+        ("conv", 3, 2, 4, 2, 1, True), lr,
+        ("conv", 2, 4, 4, 2, 1, True), inorm(4), lr,
+        ("conv", 4, 8, 4, 2, 1, True), inorm(8), lr,
+        ("conv", 8, 16, 4, 2, 1, True), inorm(16), lr,
+        ("conv", 16, 16, 4, 2, 1, True), inorm(16), lr,
+        ("conv", 16, 16, 4, 1, 1, True), inorm(16), lr,
+        ("conv", 16, 1, 4, 1, 1, True),
+    ]  # fmt: skip
+
+
+def test_pixelgan_is_two_1x1_convs_then_a_1_channel_one() -> None:
+    """The reference's PixelDiscriminator: C64 (no norm) - C128 with norm, 1x1 convs, LeakyReLU 0.2. One
+    difference, kept for checkpoints p2p already wrote: the output conv has a bias (the reference's has
+    none beside BatchNorm: one scalar added to every logit, which D's own learning absorbs)."""
+    lr = ("lrelu", 0.2)
+    assert layers(PixelDiscriminator(in_channels=6)) == [
+        ("conv", 6, 64, 1, 1, 0, True), lr, ("conv", 64, 128, 1, 1, 0, False), ("BatchNorm2d", 128, True, True),
+        lr, ("conv", 128, 1, 1, 1, 0, True),
+    ]  # fmt: skip
+    assert layers(PixelDiscriminator(in_channels=3, ndf=4, norm="instance"))[2:4] == [
+        ("conv", 4, 8, 1, 1, 0, True), ("InstanceNorm2d", 8, False, False),
+    ]  # fmt: skip
