@@ -8,6 +8,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from p2p.training import Objective, Pix2Pix, discriminator_loss, gan_loss
+from p2p.training.optim import Optim, linear_decay
 
 SMALL_G = {"name": "unet_256", "num_downs": 5, "ngf": 4}
 SMALL_D = {"name": "patchgan_70", "ndf": 4}
@@ -112,6 +113,61 @@ def test_loss_terms_are_the_papers() -> None:
         Objective(gan_mode="wgan")
     with pytest.raises(ValueError, match="nothing would be trained"):
         Objective(l1_weight=0, gan_weight=0)
+
+
+@pytest.mark.parametrize(
+    "kwargs,error",
+    [
+        ({"l1_weight": 0.0}, None),  # the "GAN" / "cGAN" rows of Table 1
+        ({"gan_weight": 0.0}, None),  # the "L1" row
+        ({"l1_weight": 0.5, "gan_weight": 0.37, "gan_mode": "lsgan", "l1_region": "hole"}, None),
+        ({"l1_weight": -0.01}, "l1_weight: must be a number >= 0, got -0.01"),
+        ({"gan_weight": -1.0}, "gan_weight: must be a number >= 0, got -1.0"),
+        ({"gan_weight": float("nan")}, "gan_weight: must be a number >= 0, got nan"),
+        ({"l1_weight": float("nan")}, "l1_weight: must be a number >= 0, got nan"),
+        ({"l1_region": "border"}, "l1_region"),
+    ],
+)
+def test_objective_checks_each_field_at_its_boundary(kwargs: dict, error: str | None) -> None:
+    if error is None:
+        obj = Objective(**kwargs)
+        assert {k: getattr(obj, k) for k in kwargs} == kwargs
+        assert obj.uses_gan is (obj.gan_weight > 0)
+    else:
+        with pytest.raises(ValueError, match=error.replace("(", r"\(")):
+            Objective(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs,error",
+    [
+        ({"lr": 0.0, "betas": [0, 0.999], "n_epochs": 0, "n_epochs_decay": 0}, None),  # every lower bound
+        ({"betas": [0.9, 0.9999]}, None),
+        ({"lr": -1e-4}, "lr: must be a number >= 0, got -0.0001"),
+        ({"lr": float("nan")}, "lr: must be a number >= 0, got nan"),
+        ({"betas": [0.5, 1.0]}, r"betas: must be two numbers in \[0, 1\)"),
+        ({"betas": [-0.1, 0.999]}, "betas: must be two numbers"),
+        ({"betas": [0.5]}, "betas: must be two numbers"),
+        ({"betas": [0.5, 0.9, 0.99]}, "betas: must be two numbers"),
+        ({"n_epochs": -1}, "n_epochs: must be >= 0, got -1"),
+        ({"n_epochs_decay": -1}, "n_epochs_decay: must be >= 0, got -1"),
+    ],
+)
+def test_optim_checks_each_field_at_its_boundary(kwargs: dict, error: str | None) -> None:
+    if error is None:
+        opt = Optim(**kwargs)
+        assert {k: getattr(opt, k) for k in kwargs} == kwargs
+        assert all(type(b) is float for b in opt.betas)  # ints from YAML become floats for Adam
+    else:
+        with pytest.raises(ValueError, match=error):
+            Optim(**kwargs)
+
+
+def test_the_lr_multiplier_is_the_references_linear_policy() -> None:
+    """lr * (1 - max(0, epoch + 1 - n_epochs) / (n_epochs_decay + 1)): 1 through epoch n_epochs - 1, then
+    falling by 1 / (n_epochs_decay + 1) each epoch (the reference's epoch_count=1 makes the +1s)."""
+    assert [linear_decay(e, 3, 4) for e in range(8)] == pytest.approx([1, 1, 1, 0.8, 0.6, 0.4, 0.2, 0])
+    assert [linear_decay(e, 0, 1) for e in range(2)] == pytest.approx([0.5, 0.0])
 
 
 def test_reference_lr_schedule_constant_then_linear_decay() -> None:
