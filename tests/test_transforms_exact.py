@@ -92,3 +92,33 @@ def test_an_image_exactly_crop_size_is_kept_and_one_pixel_less_is_refused(train:
             t(*coordinates(w, h))
     with pytest.raises(ValueError, match=r"differ in size: \(8, 8\) vs \(9, 8\)"):
         t(coordinates(8, 8)[0], coordinates(9, 8)[1])
+
+
+@pytest.mark.parametrize(
+    "kwargs,error",
+    [
+        ({"load_size": 1, "crop_size": 1, "size_divisor": 1}, None),  # every size's lower bound
+        ({"load_size": 8, "crop_size": 8}, None),  # a crop as large as the load size
+        (
+            {"load_size": 8, "crop_size": 9, "preprocess": "crop"},
+            None,
+        ),  # crop cuts the original, not load_size
+        ({"load_size": 8, "crop_size": 9, "preprocess": "scale_width"}, None),
+        ({"load_size": 0}, "load_size: must be >= 1, got 0"),
+        ({"crop_size": 0}, "crop_size: must be >= 1, got 0"),
+        ({"size_divisor": 0}, "size_divisor: must be >= 1, got 0"),
+        (
+            {"load_size": 8, "crop_size": 9},
+            "crop_size: 9 is larger than load_size=8 .preprocess=resize_and_crop",
+        ),
+        ({"load_size": 8, "crop_size": 9, "preprocess": "scale_width_and_crop"}, "crop_size: 9 is larger"),
+        ({"preprocess": "resize"}, "preprocess"),
+    ],
+)
+def test_the_settings_are_checked_at_their_boundaries(kwargs: dict, error: str | None) -> None:
+    if error is None:
+        t = PairTransform(**kwargs)
+        assert {k: getattr(t, k) for k in kwargs} == kwargs
+    else:
+        with pytest.raises(ValueError, match=error):
+            PairTransform(**kwargs)
