@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from p2p.inference.translator import Translator, blend_window, tile_starts
+from p2p.inference.translator import Translator, blend_window, hole_tensor, tile_starts
 from p2p.io.tasks import lab_decode, lab_encode
 from p2p.models.hub import set_metadata
 from p2p.models.unet import UNetGenerator
@@ -61,6 +61,8 @@ def test_channels_are_converted_to_the_generators_like_pil_does() -> None:
         assert torch.equal(rgb(torch.cat([x, alpha], 1)), rgb(x))  # the alpha channel is dropped
         gray = x[:, :1]
         assert torch.equal(rgb(gray), gray.expand(-1, 3, -1, -1))  # one channel, three times
+        pair = torch.cat([gray, -gray])  # a batch of two
+        assert torch.equal(rgb(pair), pair.expand(-1, 3, -1, -1))
         luma = Translator(Pointwise(1, 1), device="cpu")
         want = 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]
         torch.testing.assert_close(luma(x)[:, 0], want, rtol=0, atol=1e-6)
@@ -68,6 +70,8 @@ def test_channels_are_converted_to_the_generators_like_pil_does() -> None:
         assert torch.equal(luma(gray), gray)
     with pytest.raises(ValueError, match="the generator takes 3 channels, the input has 2"):
         rgb(x[:, :2])
+    with pytest.raises(ValueError, match="the generator takes 2 channels, the input has 3"):
+        Translator(Pointwise(2, 2), device="cpu")(x)  # luma only for a one-channel generator
     with pytest.raises(ValueError, match=r"expected a tensor \[C, H, W\] or \[B, C, H, W\], got \(6,\)"):
         rgb(torch.zeros(6))
 
@@ -154,12 +158,13 @@ def test_colorization_gives_the_generator_the_images_L_and_puts_its_ab_back_with
     rgb = np.random.default_rng(0).integers(0, 256, (13, 21, 3), dtype=np.uint8)  # padded to 16x24
     x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 127.5 - 1
     L, _ = lab_encode(x)
-    for img in (Image.fromarray(rgb), rgb):
+    rgba = np.concatenate([rgb, np.full((13, 21, 1), 77, dtype=np.uint8)], 2)  # alpha is dropped, as by PIL
+    for img, like in ((Image.fromarray(rgb), Image.fromarray(rgb)), (rgb, rgb), (rgba, rgb)):
         out = t(img)
         assert gen.seen.shape == (1, 1, 16, 24)
         torch.testing.assert_close(gen.seen[:, :, 1:14, 1:22], L, rtol=0, atol=1e-6)  # centred padding
         got = np.asarray(out)
-        assert type(out) is type(img) and got.shape == (13, 21, 3) and got.dtype == np.uint8
+        assert type(out) is type(like) and got.shape == (13, 21, 3) and got.dtype == np.uint8
         want = lab_decode(L, torch.tensor([0.3, -0.2])[None, :, None, None].expand(1, 2, 13, 21))
         want_u8 = np.rint((want[0].permute(1, 2, 0).numpy() + 1) / 2 * 255)
         assert np.abs(got - want_u8).max() <= 1  # one uint8 step: the rounding of a float32 Lab round trip
@@ -195,3 +200,24 @@ def test_inpainting_keeps_the_pixels_outside_the_hole_and_fills_the_hole_with_th
         colour(Image.fromarray(rgb), mask=mask)
     with pytest.raises(ValueError, match="only an inpainting generator takes a mask"):
         Translator(Pointwise(3, 3), device="cpu")(rgb, mask=mask)
+
+
+def test_hole_masks_of_every_kind_are_white_nonzero_or_true_with_exact_thresholds() -> None:
+    """uint8 and PIL: >= 128 is hole; float: > 0.5; bool and other ints: nonzero; colour masks: any channel.
+    The result is [1, 1, H, W], 1 in the hole and -1 elsewhere, in the image tensor's dtype."""
+    like = torch.zeros(1, 3, 1, 4, dtype=torch.float64)
+    hole = torch.tensor([[[[-1.0, 1.0, -1.0, 1.0]]]], dtype=torch.float64)
+    cases = [
+        np.array([[127, 128, 0, 255]], dtype=np.uint8),
+        Image.fromarray(np.array([[127, 128, 0, 255]], dtype=np.uint8)),
+        np.array([[0.5, 0.5001, 0.0, 1.0]], dtype=np.float32),
+        np.array([[False, True, False, True]]),
+        np.array([[0, 1, 0, 7]], dtype=np.int64),
+        np.array([[[0, 0, 0], [0, 200, 0], [0, 0, 0], [0, 0, 255]]], dtype=np.uint8),  # H x W x 3
+        Image.fromarray(np.array([[[0, 0, 0], [255, 255, 255], [0, 0, 0], [255, 255, 255]]], dtype=np.uint8)),
+    ]
+    for mask in cases:
+        got = hole_tensor(mask, like)
+        assert got.dtype == torch.float64 and torch.equal(got, hole), mask
+    with pytest.raises(TypeError, match="mask: a PIL image or a numpy array, not list"):
+        hole_tensor([[0, 1]], like)
