@@ -94,7 +94,7 @@ def test_patchgan_70_is_the_papers_C64_C128_C256_C512_with_the_reference_layers(
     """Appendix 6.1.2: C64 without norm, then C128-C256-C512, LeakyReLU 0.2; 4x4 convs, stride 2 but the last
     widening conv and the 1-channel output conv (stride 1); no conv bias before a BatchNorm."""
     lr = ("lrelu", 0.2)
-    assert layers(PatchDiscriminator(in_channels=6)) == [
+    assert layers(PatchDiscriminator()) == [  # the defaults: a cGAN's D on 3 + 3 channels
         ("conv", 6, 64, 4, 2, 1, True), lr,
         ("conv", 64, 128, 4, 2, 1, False), bn(128), lr,
         ("conv", 128, 256, 4, 2, 1, False), bn(256), lr,
@@ -119,7 +119,7 @@ def test_pixelgan_is_two_1x1_convs_then_a_1_channel_one() -> None:
     difference, kept for checkpoints p2p already wrote: the output conv has a bias (the reference's has
     none beside BatchNorm: one scalar added to every logit, which D's own learning absorbs)."""
     lr = ("lrelu", 0.2)
-    assert layers(PixelDiscriminator(in_channels=6)) == [
+    assert layers(PixelDiscriminator()) == [  # the defaults, as PatchGAN's
         ("conv", 6, 64, 1, 1, 0, True), lr, ("conv", 64, 128, 1, 1, 0, False), ("BatchNorm2d", 128, True, True),
         lr, ("conv", 128, 1, 1, 1, 0, True),
     ]  # fmt: skip

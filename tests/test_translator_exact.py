@@ -221,3 +221,35 @@ def test_hole_masks_of_every_kind_are_white_nonzero_or_true_with_exact_threshold
         assert got.dtype == torch.float64 and torch.equal(got, hole), mask
     with pytest.raises(TypeError, match="mask: a PIL image or a numpy array, not list"):
         hole_tensor([[0, 1]], like)
+
+
+def test_outputs_are_clamped_to_the_image_range_and_one_channel_comes_back_as_h_by_w() -> None:
+    """A generator's output beyond [-1, 1] (no Tanh) saturates instead of wrapping around in uint8."""
+    beyond = Constant(
+        [1.7, -3.0, 0.2], "edges"
+    )  # edges: an ordinary pair task, images in and out as they are
+    rgb = np.zeros((5, 6, 3), dtype=np.uint8)
+    np.testing.assert_allclose(
+        Translator(beyond, device="cpu")(rgb / 255.0)[0, 0], [1.0, 0.0, 0.6], atol=1e-6
+    )
+    assert Translator(beyond, device="cpu")(rgb)[0, 0].tolist() == [255, 0, 153]  # rint(0.6 * 255)
+    gray = Translator(Pointwise(3, 1), device="cpu")  # sums the channels: (a + b + c) in [-1, 1] here
+    arr = np.full((5, 6, 3), 0.4, dtype=np.float32)  # 3 * (0.4 * 2 - 1) = -0.6 -> 0.2
+    out = gray(arr)
+    assert out.shape == (5, 6) and out == pytest.approx(np.full((5, 6), 0.2), abs=1e-6)
+    u8 = gray((arr * 255).astype(np.uint8))
+    assert u8.shape == (5, 6) and u8.dtype == np.uint8
+    img = gray(Image.fromarray((arr * 255).astype(np.uint8)))
+    assert img.mode == "L" and img.size == (6, 5)
+
+
+def test_a_list_of_images_shares_the_mask() -> None:
+    t = Translator(Constant([0.5, -1.0, 1.0], "inpainting", in_channels=4), device="cpu")
+    rng = np.random.default_rng(2)
+    images = [Image.fromarray(rng.integers(0, 256, (13, 21, 3), dtype=np.uint8)) for _ in range(2)]
+    mask = np.zeros((13, 21), dtype=np.uint8)
+    mask[:4, :4] = 255  # not the centre rectangle the generator would fill without a mask
+    got = t(images, mask=mask)
+    assert isinstance(got, list) and len(got) == 2
+    for img, out in zip(images, got):
+        assert np.array_equal(np.asarray(out), np.asarray(t(img, mask=mask)))
