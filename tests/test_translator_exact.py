@@ -10,9 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
-from p2p.inference.translator import Translator, blend_window, hole_tensor, tile_starts
+from p2p.inference.translator import Translator, blend_window, hole_tensor, pad_to, size_divisor, tile_starts
 from p2p.io.tasks import lab_decode, lab_encode
 from p2p.models.hub import set_metadata
+from p2p.models.resnet import ResnetGenerator
 from p2p.models.unet import UNetGenerator
 
 
@@ -253,3 +254,97 @@ def test_a_list_of_images_shares_the_mask() -> None:
     assert isinstance(got, list) and len(got) == 2
     for img, out in zip(images, got):
         assert np.array_equal(np.asarray(out), np.asarray(t(img, mask=mask)))
+
+
+@pytest.mark.parametrize(
+    "shape,size,mode",
+    [
+        ((1, 3, 10, 18), (16, 24), "reflect"),  # 3 on each side of both: dh // 2 = 3, not 2
+        ((2, 1, 5, 7), (8, 8), "reflect"),  # 1 top, 2 bottom, 0 left, 1 right
+        ((1, 2, 4, 9), (8, 9), "reflect"),  # 2 and 2: each pad smaller than the side of 4
+        ((1, 3, 8, 4), (8, 8), "reflect"),
+        ((1, 3, 3, 9), (9, 9), "replicate"),  # 3 and 3 on a side of 3: too large to reflect
+        ((1, 3, 2, 2), (8, 8), "replicate"),  # a tiny image
+    ],
+)
+def test_padding_is_centred_reflection_falling_back_to_edge_replication(
+    shape: tuple[int, ...], size: tuple[int, int], mode: str
+) -> None:
+    x = torch.rand(shape) * 2 - 1
+    got, (top, left) = pad_to(x, *size)
+    dh, dw = size[0] - shape[2], size[1] - shape[3]
+    assert (top, left) == (dh // 2, dw // 2)
+    widths = [(0, 0), (0, 0), (dh // 2, dh - dh // 2), (dw // 2, dw - dw // 2)]
+    want = np.pad(x.numpy(), widths, mode="reflect" if mode == "reflect" else "edge")
+    assert torch.equal(got, torch.from_numpy(want))
+
+
+class Recording(UNetGenerator):
+    """A pass-through U-Net (divisor 8) that records the batch shapes it is run on."""
+
+    def __init__(self) -> None:
+        super().__init__(num_downs=3, ngf=2)
+        self.calls: list[tuple[int, ...]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls.append(tuple(x.shape))
+        return x
+
+
+def test_only_images_larger_than_a_tile_are_tiled_each_on_its_own() -> None:
+    g = Recording()
+    t = Translator(g, device="cpu", inference="eval", tile=16, overlap=4)
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    assert torch.equal(t.translate_tensor(x), x) and g.calls == [(2, 3, 16, 16)]  # one tile's size: whole
+    g.calls.clear()
+    x = torch.rand(2, 3, 20, 29) * 2 - 1  # padded to 24x32: tiled, each image on its own
+    got = t.translate_tensor(x)
+    torch.testing.assert_close(got, x, rtol=0, atol=1e-6)  # tolerance: see the pass-through tile test
+    # 2 x 3 tiles of 16x16 per image, run batch_size=4 at a time, never mixing the two images
+    assert [c[0] for c in g.calls] == [4, 2, 4, 2] and all(c[2:] == (16, 16) for c in g.calls)
+
+
+def test_tensors_are_checked_then_run_in_float32_on_the_translators_device() -> None:
+    t = Translator(Recording(), device="cpu", inference="eval")
+    assert t.device == torch.device("cpu") and next(t.model.parameters()).device.type == "cpu"
+    x = torch.rand(1, 3, 8, 8, dtype=torch.float64) * 2 - 1
+    y = t.translate_tensor(x)
+    assert y.dtype == torch.float32 and torch.equal(y, x.float())
+    with pytest.raises(ValueError, match=r"expected \[B, 3, H, W\], got \(3, 8, 8\)"):
+        t.translate_tensor(x[0])
+    with pytest.raises(ValueError, match=r"expected \[B, 3, H, W\], got \(1, 1, 8, 8\)"):
+        t.translate_tensor(x[:, :1])
+
+
+def test_translator_defaults_and_the_sources_recommended_inference_mode() -> None:
+    g = Recording()
+    t = Translator(g)
+    want = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    assert (t.device, t.inference, t.overlap, t.batch_size, t.blend, t.tile) == (
+        want,
+        "eval",
+        32,
+        4,
+        "linear",
+        None,
+    )
+    assert (t.divisor, t.in_channels, t.out_channels) == (8, 3, 3)
+    assert size_divisor(Pointwise(3, 3)) == 1 and size_divisor(ResnetGenerator(ngf=2, n_blocks=1)) == 4
+    set_metadata(g, inference="paper")  # a zoo entry recommends the paper's mode
+    assert Translator(g, device="cpu").inference == "paper" and Translator(g, device="cpu").batch_size == 1
+    assert Translator(g, device="cpu", inference="eval").inference == "eval"  # the caller's choice wins
+
+
+def test_a_file_source_is_loaded_with_the_callers_arch_and_pickle_settings(tmp_path) -> None:
+    src = UNetGenerator(num_downs=6, ngf=2, norm="instance")  # one decoder block with dropout
+    torch.save(src.state_dict(), tmp_path / "net_G.pth")
+    assert any(
+        isinstance(m, torch.nn.Dropout)
+        for m in Translator(tmp_path / "net_G.pth", device="cpu").model.modules()
+    )
+    t = Translator(tmp_path / "net_G.pth", device="cpu", arch={"dropout": 0.0})  # what the weights cannot say
+    assert t.divisor == 64 and not any(isinstance(m, torch.nn.Dropout) for m in t.model.modules())
+    torch.save(src, tmp_path / "whole.pt")  # a pickled module
+    with pytest.raises(ValueError, match="allow_pickle=True"):
+        Translator(tmp_path / "whole.pt", device="cpu")
+    assert isinstance(Translator(tmp_path / "whole.pt", device="cpu", allow_pickle=True).model, UNetGenerator)
