@@ -126,3 +126,9 @@ def test_pixelgan_is_two_1x1_convs_then_a_1_channel_one() -> None:
     assert layers(PixelDiscriminator(in_channels=3, ndf=4, norm="instance"))[2:4] == [
         ("conv", 4, 8, 1, 1, 0, True), ("InstanceNorm2d", 8, False, False),
     ]  # fmt: skip
+
+
+def test_the_encoder_decoder_names_its_own_builder() -> None:
+    """config.json records registry_name(): an encoder-decoder saved as a U-Net would load with skips."""
+    assert UNetGenerator(num_downs=3, ngf=2).registry_name() == "unet_256"
+    assert UNetGenerator(num_downs=3, ngf=2, skip=False).registry_name() == "encoder_decoder_256"

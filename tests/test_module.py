@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from p2p.training import Objective, Pix2Pix, discriminator_loss, gan_loss
@@ -227,12 +229,23 @@ def test_validation_logs_metrics_and_writes_a_grid(tmp_path) -> None:
     trainer = fit(model, tmp_path, steps=1, limit_val_batches=2)
     for key in ["val/l1", "val/psnr", "val/ssim"]:
         assert torch.isfinite(trainer.callback_metrics[key])
-    grid = tmp_path / "images" / "val_epoch000.png"
-    from PIL import Image
-
-    img = Image.open(grid)
+    img = Image.open(tmp_path / "images" / "val_epoch000.png")
     # one row per image (input | output | target), 2-pixel padding
     assert img.size == (3 * 32 + 2 * 2, 3 * 32 + 4 * 2)
+
+
+def test_a_colorization_models_validation_scores_and_shows_rgb_images(tmp_path) -> None:
+    """L in, ab out: validation turns input, output and target back into RGB (p2p.io.tasks.views) before
+    the metrics and the grid, which would otherwise show one- and two-channel tensors side by side."""
+    model = Pix2Pix(
+        generator=SMALL_G, discriminator=SMALL_D, in_channels=1, out_channels=2, photo_task="colorization"
+    )
+    trainer = fit(model, tmp_path, steps=1, limit_val_batches=1)
+    assert torch.isfinite(trainer.callback_metrics["val/psnr"])
+    img = Image.open(tmp_path / "images" / "val_epoch000.png")
+    assert img.mode == "RGB" and img.size == (3 * 32 + 2 * 2, 2 * 32 + 3 * 2)  # 2 rows: the batch of 2
+    left = np.asarray(img)[2:34, 2:34].astype(int)  # the input, grey: L with a = b = 0
+    assert np.abs(left - left[:, :, :1]).max() <= 1
 
 
 def test_checkpoint_rebuilds_the_model_without_a_config(tmp_path) -> None:
@@ -342,9 +355,7 @@ def test_the_grid_goes_to_the_loggers_with_its_key_path_and_step(tmp_path, monke
 
 
 def test_log_image_sends_the_png_to_tensorboard_and_wandb(tmp_path) -> None:
-    import numpy as np
     from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
-    from PIL import Image
 
     from p2p.training.module import log_image
 
