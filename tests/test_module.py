@@ -6,6 +6,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+from lightning.pytorch.loggers import CSVLogger
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
@@ -226,10 +227,13 @@ def test_mixed_precision_steps_match_fp32(tmp_path, precision: str) -> None:
 
 def test_validation_logs_metrics_and_writes_a_grid(tmp_path) -> None:
     model = Pix2Pix(generator=SMALL_G, discriminator=SMALL_D, num_grid_images=3)
-    trainer = fit(model, tmp_path, steps=1, limit_val_batches=2)
+    root = tmp_path / "not" / "yet"  # the run folder's parents are made too
+    trainer = fit(model, tmp_path, steps=1, limit_val_batches=2, default_root_dir=str(root))
     for key in ["val/l1", "val/psnr", "val/ssim"]:
         assert torch.isfinite(trainer.callback_metrics[key])
-    img = Image.open(tmp_path / "images" / "val_epoch000.png")
+    # what the progress bar shows: the two losses and the two validation scores a run is watched by
+    assert set(trainer.progress_bar_metrics) == {"train/loss_d", "train/loss_g", "val/l1", "val/psnr"}
+    img = Image.open(root / "images" / "val_epoch000.png")
     # one row per image (input | output | target), 2-pixel padding
     assert img.size == (3 * 32 + 2 * 2, 3 * 32 + 4 * 2)
 
@@ -350,7 +354,7 @@ def test_the_grid_goes_to_the_loggers_with_its_key_path_and_step(tmp_path, monke
     sent = []
     monkeypatch.setattr(module, "log_image", lambda *args: sent.append(args))
     model = Pix2Pix(generator=SMALL_G, discriminator=SMALL_D, num_grid_images=1)
-    trainer = fit(model, tmp_path, steps=1)
+    trainer = fit(model, tmp_path, steps=1, logger=CSVLogger(tmp_path))
     assert sent == [(trainer.logger, "val/grid", tmp_path / "images" / "val_epoch000.png", 2)]
 
 

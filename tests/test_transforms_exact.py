@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from p2p.data.transforms import BICUBIC, PairTransform
+from p2p.data.transforms import BICUBIC, PairTransform, round_to
 
 
 def coordinates(w: int, h: int) -> tuple[Image.Image, Image.Image]:
@@ -122,3 +122,17 @@ def test_the_settings_are_checked_at_their_boundaries(kwargs: dict, error: str |
     else:
         with pytest.raises(ValueError, match=error):
             PairTransform(**kwargs)
+
+
+def test_scale_width_and_crop_keeps_the_aspect_before_cropping() -> None:
+    """Width to load_size, height in proportion (40x30 -> 64x48), then the eval crop from its centre."""
+    a, b = coordinates(40, 30)
+    t = PairTransform(load_size=64, crop_size=32, preprocess="scale_width_and_crop", train=False)
+    got_a, got_b = t(a, b)
+    box = (16, 8, 48, 40)  # ((64 - 32) // 2, (48 - 32) // 2, ...)
+    assert np.array_equal(np.asarray(got_a), np.asarray(a.resize((64, 48), BICUBIC).crop(box)))
+    assert np.array_equal(np.asarray(got_b), np.asarray(b.resize((64, 48), BICUBIC).crop(box)))
+
+
+def test_sizes_round_to_the_nearest_multiple_and_never_below_one() -> None:
+    assert [round_to(x, 16) for x in (50, 56.1, 7, 0, 64)] == [48, 64, 16, 16, 64]
