@@ -139,9 +139,9 @@ class Pix2Pix(L.LightningModule):
 
     def on_train_start(self) -> None:
         # a resumed optimiser state stored in another layout than the parameters (see the function)
-        for opt in self._optimizers():
-            if opt is not None:
-                match_optimizer_state_layout(opt.optimizer if hasattr(opt, "optimizer") else opt)
+        opts = self.optimizers(use_pl_optimizer=False)
+        for opt in opts if isinstance(opts, list) else [opts]:
+            match_optimizer_state_layout(opt)
 
     # --- the algorithm (section 3.3) ---------------------------------------------------------------------
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
