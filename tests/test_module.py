@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import lightning as L
 import numpy as np
 import pytest
@@ -10,6 +12,7 @@ from lightning.pytorch.loggers import CSVLogger
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from p2p.errors import NonFiniteLossError
 from p2p.training import Objective, Pix2Pix, discriminator_loss, gan_loss
 from p2p.training.optim import Optim, linear_decay
 
@@ -390,3 +393,53 @@ def test_log_image_sends_the_png_to_tensorboard_and_wandb(tmp_path) -> None:
     assert tb_args[0] == "val/grid" and tb_args[2] == 7 and tb_kw == {"dataformats": "HWC"}
     assert np.array_equal(tb_args[1], pixels)
     assert wb_args == () and wb_kw == {"key": "val/grid", "images": [str(png)], "step": 7}
+
+
+def test_lsgan_halves_the_least_squares_terms_of_d() -> None:
+    real, fake = torch.tensor([1.5, 0.2]), torch.tensor([-0.3, 0.7])
+    want = 0.5 * (((real - 1) ** 2).mean() + (fake**2).mean())
+    assert discriminator_loss(real, fake, "lsgan") == pytest.approx(want.item())
+
+
+def test_the_hole_region_restricts_the_training_l1_to_the_hole(tmp_path) -> None:
+    """Inpainting with loss.l1_region=hole: the logged L1 is the mean over the hole's pixels only."""
+    torch.manual_seed(0)
+    g = {**SMALL_G, "dropout": 0.0}  # so the step's fake can be recomputed exactly
+    model = Pix2Pix(generator=g, discriminator=SMALL_D, in_channels=4, photo_task="inpainting",
+                    loss={"l1_region": "hole"})  # fmt: skip
+    data = Pairs(in_ch=4)
+    data.x[:, 3] = -1.0
+    data.x[:, 3, 8:24, 4:20] = 1.0  # the hole: 16 x 16 of 32 x 32
+    g0 = copy.deepcopy(model.G).train()
+    trainer = L.Trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=0, accelerator="cpu", logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        default_root_dir=str(tmp_path))  # fmt: skip
+    trainer.fit(model, DataLoader(data, batch_size=2))
+    with torch.no_grad():
+        fake = g0(data.x[:2])
+    want = (fake - data.y[:2])[:, :, 8:24, 4:20].abs().mean()
+    assert trainer.callback_metrics["train/loss_g_l1"] == pytest.approx(want.item(), rel=1e-5)
+    assert trainer.callback_metrics["train/loss_g_l1"] != pytest.approx(
+        (fake - data.y[:2]).abs().mean().item()
+    )
+
+
+def test_a_nonfinite_loss_stops_training_naming_the_batch(tmp_path) -> None:
+    data = Pairs()
+    data.x[2] = float("nan")  # in the second batch of two
+    model = Pix2Pix(generator=SMALL_G, discriminator=SMALL_D)
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=str(tmp_path))  # fmt: skip
+    with pytest.raises(NonFiniteLossError, match=r"global step 2 \(epoch 0, batch 1\): loss_d=nan"):
+        trainer.fit(model, DataLoader(data, batch_size=2))
+
+
+def test_resumed_optimiser_states_get_their_parameters_layout_at_the_start(tmp_path, monkeypatch) -> None:
+    import p2p.training.module as module
+
+    seen: list[object] = []
+    monkeypatch.setattr(module, "match_optimizer_state_layout", seen.append)
+    model = Pix2Pix(generator=SMALL_G, discriminator=SMALL_D)
+    trainer = fit(model, tmp_path, steps=1)
+    assert seen == trainer.optimizers  # the torch optimisers themselves, G's and D's
+    assert [type(o) for o in seen] == [torch.optim.Adam, torch.optim.Adam]
