@@ -14,7 +14,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from p2p.errors import NonFiniteLossError
 from p2p.training import Objective, Pix2Pix, discriminator_loss, gan_loss
+from p2p.training.objective import l1_loss
 from p2p.training.optim import Optim, linear_decay
+from p2p.training.perf import fused_adam_available
 
 SMALL_G = {"name": "unet_256", "num_downs": 5, "ngf": 4}
 SMALL_D = {"name": "patchgan_70", "ndf": 4}
@@ -443,3 +445,67 @@ def test_resumed_optimiser_states_get_their_parameters_layout_at_the_start(tmp_p
     trainer = fit(model, tmp_path, steps=1)
     assert seen == trainer.optimizers  # the torch optimisers themselves, G's and D's
     assert [type(o) for o in seen] == [torch.optim.Adam, torch.optim.Adam]
+
+
+def test_the_g_step_uses_the_real_target_in_the_objectives_gan_mode_and_guards_both_its_terms(
+    tmp_path, monkeypatch
+) -> None:
+    """G's adversarial term is gan_loss(D(x, G(x)), real=True, mode) (non-saturating; lsgan: (D - 1)^2), and
+    the NaN guard of each step sees every term of that step's loss (p2p.training.guard)."""
+    import p2p.training.module as module
+
+    calls, guarded = [], []
+    real_gan_loss = module.gan_loss
+    monkeypatch.setattr(module, "gan_loss", lambda z, real, mode: calls.append((real, mode)) or real_gan_loss(z, real, mode))  # fmt: skip
+    model = Pix2Pix(generator=SMALL_G, discriminator=SMALL_D, loss={"gan_mode": "lsgan"})
+    allows = model.guard.allows
+    monkeypatch.setattr(
+        model.guard, "allows", lambda m, **terms: guarded.append(sorted(terms)) or allows(m, **terms)
+    )
+    trainer = fit(model, tmp_path, steps=1, limit_val_batches=0)
+    assert calls == [(True, "lsgan")]
+    assert guarded == [["loss_d"], ["loss_g_gan", "loss_g_l1"]]
+    assert {"train/loss_d", "train/loss_g", "train/loss_g_gan", "train/loss_g_l1"} <= set(
+        trainer.callback_metrics
+    )
+    assert trainer.callback_metrics["train/loss_g"] == pytest.approx(
+        (
+            100 * trainer.callback_metrics["train/loss_g_l1"] + trainer.callback_metrics["train/loss_g_gan"]
+        ).item()
+    )
+
+
+def test_deferred_checks_still_read_the_last_steps_flags_when_training_ends(tmp_path) -> None:
+    """check_finite=deferred (CUDA's default, chosen here on CPU): a NaN loss after the last periodic read is
+    reported by the read at the end of training."""
+    data = Pairs()
+    data.x[2] = float("nan")  # the second and last batch
+    model = Pix2Pix(generator=SMALL_G, discriminator=SMALL_D, check_finite="deferred")
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=50,
+                        default_root_dir=str(tmp_path))  # fmt: skip
+    with pytest.raises(
+        NonFiniteLossError, match=r"between global steps 0 and 4: loss_d.*found at the end of training"
+    ):
+        trainer.fit(model, DataLoader(data, batch_size=2))
+
+
+def test_the_learning_rate_is_logged_each_epoch_and_adam_is_fused_where_pytorch_has_it(tmp_path) -> None:
+    model = Pix2Pix(generator=SMALL_G, discriminator=SMALL_D, optim={"n_epochs": 1, "n_epochs_decay": 3})
+    trainer = fit(model, tmp_path, steps=1, max_epochs=2, limit_val_batches=0)
+    assert trainer.callback_metrics["train/lr"] == pytest.approx(2e-4 * 0.5)  # after the second epoch's step
+    assert [o.defaults["fused"] for o in trainer.optimizers] == [fused_adam_available("cpu")] * 2
+    net = torch.nn.Linear(2, 2)
+    assert Optim(fused=False).build([net], "cpu")[0][0].defaults["fused"] is False
+    assert Optim().build([net], "cpu")[0][0].defaults["fused"] == fused_adam_available("cpu")
+    assert Optim().build([net], "mps")[0][0].defaults["fused"] is False  # a device without fused Adam
+
+
+def test_l1_inside_a_region_is_the_mean_over_its_pixels() -> None:
+    fake, target = torch.full((1, 1, 2, 3), 0.25), torch.zeros(1, 1, 2, 3)
+    fake[0, 0, 1, 2] = -0.75
+    one = torch.zeros(1, 1, 2, 3, dtype=torch.bool)
+    one[0, 0, 1, 2] = True  # a one-pixel region of a one-channel image
+    assert l1_loss(fake, target, one).item() == 0.75
+    assert l1_loss(fake, target, ~one).item() == 0.25
+    assert l1_loss(fake, target, torch.zeros_like(one)).item() == 0.0  # an empty region: 0, not NaN
