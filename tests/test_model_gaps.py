@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 from torch import nn
 
@@ -132,3 +133,10 @@ def test_the_encoder_decoder_names_its_own_builder() -> None:
     """config.json records registry_name(): an encoder-decoder saved as a U-Net would load with skips."""
     assert UNetGenerator(num_downs=3, ngf=2).registry_name() == "unet_256"
     assert UNetGenerator(num_downs=3, ngf=2, skip=False).registry_name() == "encoder_decoder_256"
+
+
+def test_both_sides_must_be_multiples_of_the_unets_divisor() -> None:
+    g = UNetGenerator(num_downs=3, ngf=2)
+    for shape in [(1, 3, 8, 12), (1, 3, 12, 8), (3, 12, 8)]:  # width, height, and an unbatched image
+        with pytest.raises(ValueError, match=r"needs height and width divisible by 8, got \(\d+, \d+\)"):
+            g(torch.zeros(shape))

@@ -13,6 +13,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from p2p.errors import NonFiniteLossError
+from p2p.models.hub import generator_config
 from p2p.training import Objective, Pix2Pix, discriminator_loss, gan_loss
 from p2p.training.objective import l1_loss
 from p2p.training.optim import Optim, linear_decay
@@ -509,3 +510,43 @@ def test_l1_inside_a_region_is_the_mean_over_its_pixels() -> None:
     assert l1_loss(fake, target, one).item() == 0.75
     assert l1_loss(fake, target, ~one).item() == 0.25
     assert l1_loss(fake, target, torch.zeros_like(one)).item() == 0.0  # an empty region: 0, not NaN
+
+
+class Settings(L.LightningDataModule):
+    """A data module that describes its data, as p2p's do (``settings()``), over the test's pairs."""
+
+    def settings(self) -> dict:
+        return {"load_size": 36, "crop_size": 32, "preprocess": "resize_and_crop"}
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(Pairs(), batch_size=2)
+
+    val_dataloader = train_dataloader
+
+
+def test_fit_records_the_data_settings_with_g_and_validate_alone_does_not(tmp_path) -> None:
+    kw = dict(max_epochs=1, limit_train_batches=1, limit_val_batches=1, accelerator="cpu", logger=False,
+              enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+              default_root_dir=str(tmp_path))  # fmt: skip
+    model = Pix2Pix(generator=SMALL_G, discriminator=SMALL_D)
+    L.Trainer(**kw).validate(model, datamodule=Settings(), verbose=False)
+    assert "data" not in generator_config(model.G)
+    L.Trainer(**kw).fit(model, datamodule=Settings())
+    assert generator_config(model.G)["data"] == Settings().settings()
+
+
+def test_channels_last_and_compilation_are_set_up_once_as_asked(tmp_path, monkeypatch) -> None:
+    """channels_last=true is honoured on CPU too (auto: CUDA only); compile compiles G and D once, even
+    when setup runs again (fit, then validate)."""
+    import p2p.training.module as module
+
+    compiled: list[tuple] = []
+    monkeypatch.setattr(module, "compile_modules", lambda mode, *nets: compiled.append((mode, *nets)))
+    model = Pix2Pix(generator=SMALL_G, discriminator=SMALL_D, channels_last=True, compile=True)
+    trainer = fit(model, tmp_path, steps=1)
+    trainer.validate(model, DataLoader(Pairs(), batch_size=2), verbose=False)
+    assert model.channels_last is True
+    assert compiled == [("default", model.G, model.D)]
+    compiled.clear()
+    fit(Pix2Pix(generator=SMALL_G, discriminator=SMALL_D), tmp_path, steps=1)
+    assert compiled == []  # eager by default
