@@ -140,3 +140,17 @@ def test_both_sides_must_be_multiples_of_the_unets_divisor() -> None:
     for shape in [(1, 3, 8, 12), (1, 3, 12, 8), (3, 12, 8)]:  # width, height, and an unbatched image
         with pytest.raises(ValueError, match=r"needs height and width divisible by 8, got \(\d+, \d+\)"):
             g(torch.zeros(shape))
+
+
+def test_the_unets_state_dict_keys_are_the_ones_checkpoints_already_hold() -> None:
+    """p2p's own layout (what every checkpoint and save_pretrained folder holds; p2p.weights converts the
+    reference's): convs without bias before a BatchNorm, biases for instance norm and none."""
+    bn = ["weight", "bias", "running_mean", "running_var", "num_batches_tracked"]
+    assert list(UNetGenerator(num_downs=3, ngf=2).state_dict()) == [
+        "down.0.conv.weight", "down.1.conv.weight", *[f"down.1.norm.{k}" for k in bn], "down.2.conv.weight",
+        "up.0.conv.weight", "up.0.conv.bias", "up.1.conv.weight", *[f"up.1.norm.{k}" for k in bn],
+        "up.2.conv.weight", *[f"up.2.norm.{k}" for k in bn],
+    ]  # fmt: skip
+    convs = [f"{side}.{i}.conv.{k}" for side in ("down", "up") for i in range(3) for k in ("weight", "bias")]
+    assert list(UNetGenerator(num_downs=3, ngf=2, norm="instance").state_dict()) == convs
+    assert list(UNetGenerator(num_downs=3, ngf=2, norm="none").state_dict()) == convs

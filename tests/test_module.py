@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from enum import Enum
 
 import lightning as L
 import numpy as np
@@ -134,7 +135,8 @@ def test_loss_terms_are_the_papers() -> None:
         ({"gan_weight": -1.0}, "gan_weight: must be a number >= 0, got -1.0"),
         ({"gan_weight": float("nan")}, "gan_weight: must be a number >= 0, got nan"),
         ({"l1_weight": float("nan")}, "l1_weight: must be a number >= 0, got nan"),
-        ({"l1_region": "border"}, "l1_region"),
+        ({"l1_region": "border"}, "^l1_region: 'border' is not one of image, hole"),
+        ({"gan_mode": "wgan"}, "^gan_mode: 'wgan' is not one of vanilla, lsgan"),
     ],
 )
 def test_objective_checks_each_field_at_its_boundary(kwargs: dict, error: str | None) -> None:
@@ -145,6 +147,13 @@ def test_objective_checks_each_field_at_its_boundary(kwargs: dict, error: str | 
     else:
         with pytest.raises(ValueError, match=error.replace("(", r"\(")):
             Objective(**kwargs)
+
+
+def test_structured_configs_enum_choices_become_their_values() -> None:
+    """Hydra gives a Literal field of a structured config as an Enum member; the constructors keep strings."""
+    mode, region = Enum("GanMode", {"lsgan": "lsgan"}), Enum("L1Region", {"hole": "hole"})
+    obj = Objective(gan_mode=mode.lsgan, l1_region=region.hole)
+    assert (obj.gan_mode, obj.l1_region) == ("lsgan", "hole") and type(obj.gan_mode) is str
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,8 @@ are exact (issue 15: the mutants of this method that survived the suite)."""
 
 from __future__ import annotations
 
+from enum import Enum
+
 import numpy as np
 import pytest
 import torch
@@ -112,7 +114,7 @@ def test_an_image_exactly_crop_size_is_kept_and_one_pixel_less_is_refused(train:
             "crop_size: 9 is larger than load_size=8 .preprocess=resize_and_crop",
         ),
         ({"load_size": 8, "crop_size": 9, "preprocess": "scale_width_and_crop"}, "crop_size: 9 is larger"),
-        ({"preprocess": "resize"}, "preprocess"),
+        ({"preprocess": "resize"}, "^preprocess: 'resize' is not one of resize_and_crop, crop"),
     ],
 )
 def test_the_settings_are_checked_at_their_boundaries(kwargs: dict, error: str | None) -> None:
@@ -136,3 +138,8 @@ def test_scale_width_and_crop_keeps_the_aspect_before_cropping() -> None:
 
 def test_sizes_round_to_the_nearest_multiple_and_never_below_one() -> None:
     assert [round_to(x, 16) for x in (50, 56.1, 7, 0, 64)] == [48, 64, 16, 16, 64]
+
+
+def test_an_enum_preprocess_from_a_structured_config_becomes_its_value() -> None:
+    t = PairTransform(preprocess=Enum("Preprocess", {"crop": "crop"}).crop, load_size=8, crop_size=8)
+    assert t.preprocess == "crop" and type(t.preprocess) is str
