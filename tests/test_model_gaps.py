@@ -154,3 +154,12 @@ def test_the_unets_state_dict_keys_are_the_ones_checkpoints_already_hold() -> No
     convs = [f"{side}.{i}.conv.{k}" for side in ("down", "up") for i in range(3) for k in ("weight", "bias")]
     assert list(UNetGenerator(num_downs=3, ngf=2, norm="instance").state_dict()) == convs
     assert list(UNetGenerator(num_downs=3, ngf=2, norm="none").state_dict()) == convs
+
+
+def test_the_encoder_uses_leaky_relu_0_2_and_the_decoder_relu() -> None:
+    """Appendix 6.1.1: "All ReLUs in the encoder are leaky, with slope 0.2, while ReLUs in the decoder are
+    not leaky"; the innermost encoder block's activation is the decoder's ReLU (as in the reference)."""
+    g = UNetGenerator(num_downs=4, ngf=2)
+    slopes = [m.negative_slope for block in g.down for m in block if isinstance(m, nn.LeakyReLU)]
+    assert slopes == [0.2, 0.2, 0.2]
+    assert all(isinstance(block[0], nn.ReLU) and not isinstance(block[0], nn.LeakyReLU) for block in g.up)

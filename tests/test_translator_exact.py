@@ -348,3 +348,14 @@ def test_a_file_source_is_loaded_with_the_callers_arch_and_pickle_settings(tmp_p
     with pytest.raises(ValueError, match="allow_pickle=True"):
         Translator(tmp_path / "whole.pt", device="cpu")
     assert isinstance(Translator(tmp_path / "whole.pt", device="cpu", allow_pickle=True).model, UNetGenerator)
+
+
+def test_the_overlap_must_be_smaller_than_the_tile_and_batches_hold_at_least_one_image() -> None:
+    g = Recording()
+    assert Translator(g, device="cpu", tile=16, overlap=0).overlap == 0  # tiles that only touch
+    assert Translator(g, device="cpu", tile=16, overlap=15).overlap == 15
+    for overlap in (16, -1):
+        with pytest.raises(ValueError, match=rf"overlap must be in \[0, tile=16\), got {overlap}"):
+            Translator(g, device="cpu", tile=16, overlap=overlap)
+    assert Translator(g, device="cpu", overlap=99).overlap == 99  # no tiles: the overlap is unused
+    assert [Translator(g, device="cpu", batch_size=b).batch_size for b in (0, 1, 2, 7)] == [1, 1, 2, 7]
