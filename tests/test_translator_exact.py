@@ -263,7 +263,9 @@ def test_a_list_of_images_shares_the_mask() -> None:
         ((2, 1, 5, 7), (8, 8), "reflect"),  # 1 top, 2 bottom, 0 left, 1 right
         ((1, 2, 4, 9), (8, 9), "reflect"),  # 2 and 2: each pad smaller than the side of 4
         ((1, 3, 8, 4), (8, 8), "reflect"),
+        ((1, 1, 4, 12), (4, 20), "reflect"),  # 4 and 4 on the width of 12 (not the height of 4)
         ((1, 3, 3, 9), (9, 9), "replicate"),  # 3 and 3 on a side of 3: too large to reflect
+        ((1, 3, 8, 3), (8, 9), "replicate"),  # the same on the width
         ((1, 3, 2, 2), (8, 8), "replicate"),  # a tiny image
     ],
 )
