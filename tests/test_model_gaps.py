@@ -163,3 +163,11 @@ def test_the_encoder_uses_leaky_relu_0_2_and_the_decoder_relu() -> None:
     slopes = [m.negative_slope for block in g.down for m in block if isinstance(m, nn.LeakyReLU)]
     assert slopes == [0.2, 0.2, 0.2]
     assert all(isinstance(block[0], nn.ReLU) and not isinstance(block[0], nn.LeakyReLU) for block in g.up)
+
+
+def test_the_unets_defaults_are_the_papers_and_two_levels_is_the_smallest() -> None:
+    g = UNetGenerator(ngf=1)
+    assert (g.num_downs, g.skip, len(g.down)) == (8, True, 8)  # unet_256: 256 -> 1x1
+    assert UNetGenerator(num_downs=2, ngf=1)(torch.zeros(1, 3, 4, 4)).shape == (1, 3, 4, 4)
+    with pytest.raises(ValueError, match="num_downs must be >= 2, got 1"):
+        UNetGenerator(num_downs=1)

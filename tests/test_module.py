@@ -470,7 +470,11 @@ def test_the_g_step_uses_the_real_target_in_the_objectives_gan_mode_and_guards_b
     model = Pix2Pix(generator=SMALL_G, discriminator=SMALL_D, loss={"gan_mode": "lsgan"})
     allows = model.guard.allows
     monkeypatch.setattr(
-        model.guard, "allows", lambda m, **terms: guarded.append(sorted(terms)) or allows(m, **terms)
+        model.guard,
+        "allows",
+        lambda m, **terms: (
+            guarded.append(sorted(k for k, v in terms.items() if v is not None)) or allows(m, **terms)
+        ),
     )
     trainer = fit(model, tmp_path, steps=1, limit_val_batches=0)
     assert calls == [(True, "lsgan")]
@@ -559,3 +563,38 @@ def test_channels_last_and_compilation_are_set_up_once_as_asked(tmp_path, monkey
     compiled.clear()
     fit(Pix2Pix(generator=SMALL_G, discriminator=SMALL_D), tmp_path, steps=1)
     assert compiled == []  # eager by default
+
+
+class Layouts(L.Callback):
+    """Records, at each training batch, whether G's and D's conv weights are stored channels-last."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[bool, bool]] = []
+
+    def on_train_batch_start(self, trainer, model, batch, batch_idx) -> None:
+        nhwc = [
+            net.model[0].weight if hasattr(net, "model") else net.down[1].conv.weight
+            for net in (model.D, model.G)
+        ]
+        self.seen.append(tuple(w.is_contiguous(memory_format=torch.channels_last) for w in nhwc))
+
+
+def test_channels_last_converts_both_networks_for_training_and_back_after(tmp_path) -> None:
+    layouts = Layouts()
+    model = Pix2Pix(generator=SMALL_G, discriminator=SMALL_D, channels_last=True)
+    fit(model, tmp_path, steps=1, callbacks=[layouts])
+    assert layouts.seen == [(True, True)]
+    weights = [model.G.down[1].conv.weight, model.D.model[0].weight]  # NCHW again for exporters, safetensors
+    assert all(w.is_contiguous() and not w.is_contiguous(memory_format=torch.channels_last) for w in weights)
+    plain = Layouts()
+    fit(Pix2Pix(generator=SMALL_G, discriminator=SMALL_D), tmp_path, steps=1, callbacks=[plain])
+    assert plain.seen == [(False, False)]  # auto: NHWC on CUDA only
+
+
+def test_cuda_graphs_on_a_cpu_run_stop_before_training(tmp_path, monkeypatch) -> None:
+    import p2p.training.module as module
+
+    monkeypatch.setattr(module, "compile_modules", lambda *a: pytest.fail("compiled on CPU"))
+    model = Pix2Pix(generator=SMALL_G, discriminator=SMALL_D, cuda_graphs=True)
+    with pytest.raises(ValueError, match=r"model\.cuda_graphs=true needs a CUDA device; this run is on cpu"):
+        fit(model, tmp_path, steps=1)

@@ -50,6 +50,8 @@ def test_eval_crops_are_centred_and_never_flipped() -> None:
         assert origin(ca) == ((15 - 8) // 2, (12 - 8) // 2) == (3, 2)
         assert np.array_equal(np.asarray(ca), np.asarray(a.crop((3, 2, 11, 10))))  # not mirrored
         assert np.array_equal(np.asarray(cb), np.asarray(b.crop((3, 2, 11, 10))))
+    odd = PairTransform(crop_size=8, preprocess="crop", train=False)(*coordinates(15, 11))[0]
+    assert origin(odd) == (3, 1)  # (11 - 8) // 2: whole pixels, rounded down on both axes
 
 
 def test_the_flip_is_a_fair_coin_applied_to_both_images() -> None:
