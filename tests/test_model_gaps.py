@@ -121,11 +121,11 @@ def test_pixelgan_is_two_1x1_convs_then_a_1_channel_one() -> None:
     none beside BatchNorm: one scalar added to every logit, which D's own learning absorbs)."""
     lr = ("lrelu", 0.2)
     assert layers(PixelDiscriminator()) == [  # the defaults, as PatchGAN's
-        ("conv", 6, 64, 1, 1, 0, True), lr, ("conv", 64, 128, 1, 1, 0, False), ("BatchNorm2d", 128, True, True),
-        lr, ("conv", 128, 1, 1, 1, 0, True),
+        ("conv", 6, 64, 1, 1, 0, True), lr, ("conv", 64, 128, 1, 1, 0, False), bn(128), lr,
+        ("conv", 128, 1, 1, 1, 0, True),
     ]  # fmt: skip
     assert layers(PixelDiscriminator(in_channels=3, ndf=4, norm="instance"))[2:4] == [
-        ("conv", 4, 8, 1, 1, 0, True), ("InstanceNorm2d", 8, False, False),
+        ("conv", 4, 8, 1, 1, 0, True), inorm(8),
     ]  # fmt: skip
 
 
@@ -145,11 +145,11 @@ def test_both_sides_must_be_multiples_of_the_unets_divisor() -> None:
 def test_the_unets_state_dict_keys_are_the_ones_checkpoints_already_hold() -> None:
     """p2p's own layout (what every checkpoint and save_pretrained folder holds; p2p.weights converts the
     reference's): convs without bias before a BatchNorm, biases for instance norm and none."""
-    bn = ["weight", "bias", "running_mean", "running_var", "num_batches_tracked"]
+    norm = ["weight", "bias", "running_mean", "running_var", "num_batches_tracked"]
     assert list(UNetGenerator(num_downs=3, ngf=2).state_dict()) == [
-        "down.0.conv.weight", "down.1.conv.weight", *[f"down.1.norm.{k}" for k in bn], "down.2.conv.weight",
-        "up.0.conv.weight", "up.0.conv.bias", "up.1.conv.weight", *[f"up.1.norm.{k}" for k in bn],
-        "up.2.conv.weight", *[f"up.2.norm.{k}" for k in bn],
+        "down.0.conv.weight", "down.1.conv.weight", *[f"down.1.norm.{k}" for k in norm], "down.2.conv.weight",
+        "up.0.conv.weight", "up.0.conv.bias", "up.1.conv.weight", *[f"up.1.norm.{k}" for k in norm],
+        "up.2.conv.weight", *[f"up.2.norm.{k}" for k in norm],
     ]  # fmt: skip
     convs = [f"{side}.{i}.conv.{k}" for side in ("down", "up") for i in range(3) for k in ("weight", "bias")]
     assert list(UNetGenerator(num_downs=3, ngf=2, norm="instance").state_dict()) == convs

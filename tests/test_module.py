@@ -13,6 +13,7 @@ from lightning.pytorch.loggers import CSVLogger
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+import p2p.training.module as module
 from p2p.errors import NonFiniteLossError
 from p2p.models.hub import generator_config
 from p2p.training import Objective, Pix2Pix, discriminator_loss, gan_loss
@@ -37,7 +38,8 @@ class Pairs(Dataset):
         return {"input": self.x[i], "target": self.y[i], "path": f"{i}.png"}
 
 
-def fit(model: Pix2Pix, tmp_path, steps: int = 1, **trainer_kw) -> L.Trainer:
+def make_trainer(tmp_path, steps: int = 1, **trainer_kw) -> L.Trainer:
+    """A quiet CPU trainer for ``steps`` batches and one validation batch; ``trainer_kw`` override."""
     kw = dict(
         max_epochs=1,
         limit_train_batches=steps,
@@ -52,12 +54,16 @@ def fit(model: Pix2Pix, tmp_path, steps: int = 1, **trainer_kw) -> L.Trainer:
         default_root_dir=str(tmp_path),
     )
     kw.update(trainer_kw)
-    trainer = L.Trainer(**kw)
-    loader = DataLoader(
-        Pairs(in_ch=model.hparams.in_channels, out_ch=model.hparams.out_channels), batch_size=2
-    )
-    trainer.fit(model, loader, loader)
-    return trainer
+    return L.Trainer(**kw)
+
+
+def fit(model: Pix2Pix, tmp_path, steps: int = 1, data: Dataset | None = None, **trainer_kw) -> L.Trainer:
+    """Train and validate on ``data`` (default: random pairs with the model's channels), two pairs a batch."""
+    t = make_trainer(tmp_path, steps, **trainer_kw)
+    data = data or Pairs(in_ch=model.hparams.in_channels, out_ch=model.hparams.out_channels)
+    loader = DataLoader(data, batch_size=2)
+    t.fit(model, loader, loader)
+    return t
 
 
 def snapshot(m: torch.nn.Module) -> list[torch.Tensor]:
@@ -364,8 +370,6 @@ def test_no_validation_grid_from_the_sanity_check(tmp_path) -> None:
 
 
 def test_the_grid_goes_to_the_loggers_with_its_key_path_and_step(tmp_path, monkeypatch) -> None:
-    import p2p.training.module as module
-
     sent = []
     monkeypatch.setattr(module, "log_image", lambda *args: sent.append(args))
     model = Pix2Pix(generator=SMALL_G, discriminator=SMALL_D, num_grid_images=1)
@@ -375,8 +379,6 @@ def test_the_grid_goes_to_the_loggers_with_its_key_path_and_step(tmp_path, monke
 
 def test_log_image_sends_the_png_to_tensorboard_and_wandb(tmp_path) -> None:
     from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
-
-    from p2p.training.module import log_image
 
     png = tmp_path / "grid.png"
     pixels = (np.arange(4 * 5 * 3) % 256).astype(np.uint8).reshape(4, 5, 3)
@@ -398,9 +400,9 @@ def test_log_image_sends_the_png_to_tensorboard_and_wandb(tmp_path) -> None:
         def log_image(self, *args, **kwargs) -> None:  # type: ignore[override]
             calls.append(("wandb", args, kwargs))
 
-    log_image(TB(), "val/grid", png, 7)
-    log_image(WB(), "val/grid", png, 7)
-    log_image(None, "val/grid", png, 7)  # the CSV logger, or none: the file alone
+    module.log_image(TB(), "val/grid", png, 7)
+    module.log_image(WB(), "val/grid", png, 7)
+    module.log_image(None, "val/grid", png, 7)  # the CSV logger, or none: the file alone
     (_, tb_args, tb_kw), (_, wb_args, wb_kw) = calls
     assert tb_args[0] == "val/grid" and tb_args[2] == 7 and tb_kw == {"dataformats": "HWC"}
     assert np.array_equal(tb_args[1], pixels)
@@ -423,32 +425,23 @@ def test_the_hole_region_restricts_the_training_l1_to_the_hole(tmp_path) -> None
     data.x[:, 3] = -1.0
     data.x[:, 3, 8:24, 4:20] = 1.0  # the hole: 16 x 16 of 32 x 32
     g0 = copy.deepcopy(model.G).train()
-    trainer = L.Trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=0, accelerator="cpu", logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        default_root_dir=str(tmp_path))  # fmt: skip
-    trainer.fit(model, DataLoader(data, batch_size=2))
+    logged = fit(model, tmp_path, steps=1, data=data, limit_val_batches=0).callback_metrics
     with torch.no_grad():
         fake = g0(data.x[:2])
     want = (fake - data.y[:2])[:, :, 8:24, 4:20].abs().mean()
-    assert trainer.callback_metrics["train/loss_g_l1"] == pytest.approx(want.item(), rel=1e-5)
-    assert trainer.callback_metrics["train/loss_g_l1"] != pytest.approx(
-        (fake - data.y[:2]).abs().mean().item()
-    )
+    assert logged["train/loss_g_l1"] == pytest.approx(want.item(), rel=1e-5)
+    assert logged["train/loss_g_l1"] != pytest.approx((fake - data.y[:2]).abs().mean().item())
 
 
 def test_a_nonfinite_loss_stops_training_naming_the_batch(tmp_path) -> None:
     data = Pairs()
     data.x[2] = float("nan")  # in the second batch of two
     model = Pix2Pix(generator=SMALL_G, discriminator=SMALL_D)
-    trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=str(tmp_path))  # fmt: skip
     with pytest.raises(NonFiniteLossError, match=r"global step 2 \(epoch 0, batch 1\): loss_d=nan"):
-        trainer.fit(model, DataLoader(data, batch_size=2))
+        fit(model, tmp_path, steps=2, data=data, limit_val_batches=0)
 
 
 def test_resumed_optimiser_states_get_their_parameters_layout_at_the_start(tmp_path, monkeypatch) -> None:
-    import p2p.training.module as module
-
     seen: list[object] = []
     monkeypatch.setattr(module, "match_optimizer_state_layout", seen.append)
     model = Pix2Pix(generator=SMALL_G, discriminator=SMALL_D)
@@ -462,8 +455,6 @@ def test_the_g_step_uses_the_real_target_in_the_objectives_gan_mode_and_guards_b
 ) -> None:
     """G's adversarial term is gan_loss(D(x, G(x)), real=True, mode) (non-saturating; lsgan: (D - 1)^2), and
     the NaN guard of each step sees every term of that step's loss (p2p.training.guard)."""
-    import p2p.training.module as module
-
     calls, guarded = [], []
     real_gan_loss = module.gan_loss
     monkeypatch.setattr(module, "gan_loss", lambda z, real, mode: calls.append((real, mode)) or real_gan_loss(z, real, mode))  # fmt: skip
@@ -495,13 +486,10 @@ def test_deferred_checks_still_read_the_last_steps_flags_when_training_ends(tmp_
     data = Pairs()
     data.x[2] = float("nan")  # the second and last batch
     model = Pix2Pix(generator=SMALL_G, discriminator=SMALL_D, check_finite="deferred")
-    trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=50,
-                        default_root_dir=str(tmp_path))  # fmt: skip
     with pytest.raises(
         NonFiniteLossError, match=r"between global steps 0 and 4: loss_d.*found at the end of training"
     ):
-        trainer.fit(model, DataLoader(data, batch_size=2))
+        fit(model, tmp_path, steps=2, data=data, limit_val_batches=0, log_every_n_steps=50)
 
 
 def test_the_learning_rate_is_logged_each_epoch_and_adam_is_fused_where_pytorch_has_it(tmp_path) -> None:
@@ -538,21 +526,16 @@ class Settings(L.LightningDataModule):
 
 
 def test_fit_records_the_data_settings_with_g_and_validate_alone_does_not(tmp_path) -> None:
-    kw = dict(max_epochs=1, limit_train_batches=1, limit_val_batches=1, accelerator="cpu", logger=False,
-              enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-              default_root_dir=str(tmp_path))  # fmt: skip
     model = Pix2Pix(generator=SMALL_G, discriminator=SMALL_D)
-    L.Trainer(**kw).validate(model, datamodule=Settings(), verbose=False)
+    make_trainer(tmp_path).validate(model, datamodule=Settings(), verbose=False)
     assert "data" not in generator_config(model.G)
-    L.Trainer(**kw).fit(model, datamodule=Settings())
+    make_trainer(tmp_path).fit(model, datamodule=Settings())
     assert generator_config(model.G)["data"] == Settings().settings()
 
 
 def test_channels_last_and_compilation_are_set_up_once_as_asked(tmp_path, monkeypatch) -> None:
     """channels_last=true is honoured on CPU too (auto: CUDA only); compile compiles G and D once, even
     when setup runs again (fit, then validate)."""
-    import p2p.training.module as module
-
     compiled: list[tuple] = []
     monkeypatch.setattr(module, "compile_modules", lambda mode, *nets: compiled.append((mode, *nets)))
     model = Pix2Pix(generator=SMALL_G, discriminator=SMALL_D, channels_last=True, compile=True)
@@ -565,18 +548,21 @@ def test_channels_last_and_compilation_are_set_up_once_as_asked(tmp_path, monkey
     assert compiled == []  # eager by default
 
 
+def conv_weights(model: Pix2Pix) -> list[torch.Tensor]:
+    """A 4x4 conv weight of G and of D, with more than one input channel: their layout shows."""
+    return [model.G.down[1].conv.weight, model.D.model[0].weight]
+
+
 class Layouts(L.Callback):
     """Records, at each training batch, whether G's and D's conv weights are stored channels-last."""
 
     def __init__(self) -> None:
-        self.seen: list[tuple[bool, bool]] = []
+        self.seen: list[tuple[bool, ...]] = []
 
     def on_train_batch_start(self, trainer, model, batch, batch_idx) -> None:
-        nhwc = [
-            net.model[0].weight if hasattr(net, "model") else net.down[1].conv.weight
-            for net in (model.D, model.G)
-        ]
-        self.seen.append(tuple(w.is_contiguous(memory_format=torch.channels_last) for w in nhwc))
+        self.seen.append(
+            tuple(w.is_contiguous(memory_format=torch.channels_last) for w in conv_weights(model))
+        )
 
 
 def test_channels_last_converts_both_networks_for_training_and_back_after(tmp_path) -> None:
@@ -584,16 +570,17 @@ def test_channels_last_converts_both_networks_for_training_and_back_after(tmp_pa
     model = Pix2Pix(generator=SMALL_G, discriminator=SMALL_D, channels_last=True)
     fit(model, tmp_path, steps=1, callbacks=[layouts])
     assert layouts.seen == [(True, True)]
-    weights = [model.G.down[1].conv.weight, model.D.model[0].weight]  # NCHW again for exporters, safetensors
-    assert all(w.is_contiguous() and not w.is_contiguous(memory_format=torch.channels_last) for w in weights)
+    # NCHW again after training, for exporters and safetensors
+    assert all(
+        w.is_contiguous() and not w.is_contiguous(memory_format=torch.channels_last)
+        for w in conv_weights(model)
+    )
     plain = Layouts()
     fit(Pix2Pix(generator=SMALL_G, discriminator=SMALL_D), tmp_path, steps=1, callbacks=[plain])
     assert plain.seen == [(False, False)]  # auto: NHWC on CUDA only
 
 
 def test_cuda_graphs_on_a_cpu_run_stop_before_training(tmp_path, monkeypatch) -> None:
-    import p2p.training.module as module
-
     monkeypatch.setattr(module, "compile_modules", lambda *a: pytest.fail("compiled on CPU"))
     model = Pix2Pix(generator=SMALL_G, discriminator=SMALL_D, cuda_graphs=True)
     with pytest.raises(ValueError, match=r"model\.cuda_graphs=true needs a CUDA device; this run is on cpu"):

@@ -103,10 +103,8 @@ def test_an_image_exactly_crop_size_is_kept_and_one_pixel_less_is_refused(train:
     [
         ({"load_size": 1, "crop_size": 1, "size_divisor": 1}, None),  # every size's lower bound
         ({"load_size": 8, "crop_size": 8}, None),  # a crop as large as the load size
-        (
-            {"load_size": 8, "crop_size": 9, "preprocess": "crop"},
-            None,
-        ),  # crop cuts the original, not load_size
+        # crop cuts the original image, not a load_size one
+        ({"load_size": 8, "crop_size": 9, "preprocess": "crop"}, None),
         ({"load_size": 8, "crop_size": 9, "preprocess": "scale_width"}, None),
         ({"load_size": 0}, "load_size: must be >= 1, got 0"),
         ({"crop_size": 0}, "crop_size: must be >= 1, got 0"),

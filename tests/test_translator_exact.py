@@ -226,9 +226,8 @@ def test_hole_masks_of_every_kind_are_white_nonzero_or_true_with_exact_threshold
 
 def test_outputs_are_clamped_to_the_image_range_and_one_channel_comes_back_as_h_by_w() -> None:
     """A generator's output beyond [-1, 1] (no Tanh) saturates instead of wrapping around in uint8."""
-    beyond = Constant(
-        [1.7, -3.0, 0.2], "edges"
-    )  # edges: an ordinary pair task, images in and out as they are
+    # edges: an ordinary pair task, images in and out as they are
+    beyond = Constant([1.7, -3.0, 0.2], "edges")
     rgb = np.zeros((5, 6, 3), dtype=np.uint8)
     np.testing.assert_allclose(
         Translator(beyond, device="cpu")(rgb / 255.0)[0, 0], [1.0, 0.0, 0.6], atol=1e-6
@@ -281,8 +280,8 @@ def test_padding_is_centred_reflection_falling_back_to_edge_replication(
     assert torch.equal(got, torch.from_numpy(want))
 
 
-class Recording(UNetGenerator):
-    """A pass-through U-Net (divisor 8) that records the batch shapes it is run on."""
+class Recording(PassThrough):
+    """`PassThrough` (divisor 8) that records the batch shapes it is run on."""
 
     def __init__(self) -> None:
         super().__init__(num_downs=3, ngf=2)
@@ -290,7 +289,7 @@ class Recording(UNetGenerator):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.calls.append(tuple(x.shape))
-        return x
+        return super().forward(x)
 
 
 def test_only_images_larger_than_a_tile_are_tiled_each_on_its_own() -> None:
