@@ -332,7 +332,7 @@ def test_datamodule_bad_arguments_name_the_key(tmp_path: Path, monkeypatch: pyte
         PairedDataModule(str(tmp_path), direction="AB")
     with pytest.raises(ValueError, match="root: required"):
         PairedDataModule()
-    with pytest.raises(ValueError, match="unknown dataset name 'facade'"):
+    with pytest.raises(ValueError, match="unknown dataset name 'facade'; did you mean 'facades'\\? known: "):
         PairedDataModule(name="facade")
     with pytest.raises(ValueError, match="in_channels"):
         PairedDataModule(str(tmp_path), in_channels=2)

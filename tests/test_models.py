@@ -156,10 +156,22 @@ def test_registry_lists_filters_and_rejects_duplicates() -> None:
 
 
 def test_create_model_errors_name_the_problem() -> None:
-    with pytest.raises(KeyError, match=r"unknown model 'unet_512'.*unet_256"):
+    with pytest.raises(
+        KeyError, match=r"unknown model 'unet_512'; did you mean 'unet_128'\? choose from: .*unet_256"
+    ):
         p2p.create_model("unet_512")
-    with pytest.raises(TypeError, match=r"unet_256.*valid overrides:.*num_downs"):
+    with pytest.raises(
+        KeyError,
+        match=r"unknown pretrained model 'unet_256.facade_label2photo'; did you mean 'unet_256.facades_label2photo'\?",
+    ):
+        p2p.create_model("unet_256.facade_label2photo")
+    with pytest.raises(
+        TypeError,
+        match=r"^unet_256 has no argument 'nfg'; did you mean 'ngf'\? valid: in_channels, .*num_downs",
+    ):
         p2p.create_model("unet_256", nfg=32)
+    with pytest.raises(TypeError, match=r"^unet_256 has no argument 'n_blocks'; valid: "):  # nothing close
+        p2p.create_model("unet_256", n_blocks=3)
     with pytest.raises(ValueError, match="norm must be one of"):
         p2p.create_model("unet_256", norm="group")
 

@@ -142,7 +142,8 @@ def test_loss_terms_are_the_papers() -> None:
         ({"gan_weight": float("nan")}, "gan_weight: must be a number >= 0, got nan"),
         ({"l1_weight": float("nan")}, "l1_weight: must be a number >= 0, got nan"),
         ({"l1_region": "border"}, "^l1_region: 'border' is not one of image, hole"),
-        ({"gan_mode": "wgan"}, "^gan_mode: 'wgan' is not one of vanilla, lsgan"),
+        ({"gan_mode": "hinge"}, "^gan_mode: 'hinge' is not one of vanilla, lsgan$"),
+        ({"gan_mode": "lsgn"}, "^gan_mode: 'lsgn' is not one of vanilla, lsgan; did you mean 'lsgan'\\?$"),
     ],
 )
 def test_objective_checks_each_field_at_its_boundary(kwargs: dict, error: str | None) -> None:

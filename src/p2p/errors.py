@@ -9,7 +9,8 @@ DataLoader worker is re-raised in the main process with its type intact (PyTorch
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import difflib
+from collections.abc import Iterable, Sequence
 from enum import Enum
 from typing import Any
 
@@ -85,6 +86,12 @@ def short_message(error: BaseException) -> str:
     return text
 
 
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """``"did you mean 'x'? "`` for the choice closest to a misspelt ``word``, or ``""`` when none is close."""
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f"did you mean {close[0]!r}? " if close else ""
+
+
 def check_choice(key: str, value: Any, choices: Sequence[Any]) -> Any:
     """``value`` if it is one of ``choices`` (an enum member, as a structured config gives it, counts as its
     value); else a `ConfigError` naming ``key`` and the choices."""
@@ -92,5 +99,8 @@ def check_choice(key: str, value: Any, choices: Sequence[Any]) -> Any:
     if value not in choices or (
         isinstance(value, bool) != any(isinstance(c, bool) and c == value for c in choices)
     ):
-        raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(str, choices))}")
+        hint = did_you_mean(value, map(str, choices)) if isinstance(value, str) else ""
+        raise ConfigError(
+            f"{key}: {value!r} is not one of {', '.join(map(str, choices))}; {hint}".strip(" ;")
+        )
     return value

@@ -14,7 +14,6 @@ valid keys and a "did you mean" to Hydra's refusal of an override.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
 from p2p.config.build import plain
-from p2p.errors import CheckpointError, ConfigError
+from p2p.errors import CheckpointError, ConfigError, did_you_mean
 from p2p.models import build_model, list_models, model_spec, valid_overrides
 from p2p.training import NonFiniteGuard, Objective, Optim
 from p2p.weights import read_weights
@@ -45,11 +44,6 @@ MOVED = {  # _target_ paths of p2p 0.1.0 (before the package was layered) -> whe
     "p2p.callbacks.RNGState": "p2p.training.RNGState",
     "p2p.callbacks.PreemptionCheckpoint": "p2p.training.PreemptionCheckpoint",
 }
-
-
-def _suggest(key: str, valid: list[str]) -> str:
-    close = difflib.get_close_matches(key, valid, n=1)
-    return f"did you mean {close[0]!r}? " if close else ""
 
 
 def _nodes(cfg: DictConfig, prefix: str = "") -> Iterator[tuple[str, DictConfig]]:
@@ -71,7 +65,7 @@ def _keys(cfg: DictConfig) -> Iterator[str]:
             [f.name for f in dataclasses.fields(schema)] if dataclasses.is_dataclass(schema) else list(node)
         )
         for key in (str(k) for k in node if k not in valid):
-            yield f"{where}.{key}: unknown key; {_suggest(key, valid)}valid: {', '.join(v for v in valid if v != '_target_')}"
+            yield f"{where}.{key}: unknown key; {did_you_mean(key, valid)}valid: {', '.join(v for v in valid if v != '_target_')}"
 
 
 def _settings(cfg: DictConfig) -> Iterator[str]:
@@ -100,24 +94,16 @@ def _task(cfg: DictConfig) -> Iterator[str]:
         yield "loss.l1_region: hole needs data=inpainting (the hole is the input's mask)"
 
 
-def _network(cfg: DictConfig, net: str, kind: str, width: str, **io: int) -> torch.nn.Module:
+def _network(cfg: DictConfig, net: str, width: str, **io: int) -> torch.nn.Module:
     """``model.<net>`` as configured but 1 channel wide (shapes do not depend on the width)."""
     name, args = model_spec(plain(cfg.model[net]), "")  # null values (unsetting inherited keys) are dropped
-    models, valid = (
-        list_models(kind=kind),
-        ["name", *(valid_overrides(name) if name in list_models() else [])],
-    )
-    if name not in models:
-        raise ConfigError(
-            f"model.{net}.name: {name!r} is not a {kind}; {_suggest(name, models)}choose from {', '.join(models)}"
-        )
-    if unknown := [k for k in args if k not in valid]:
-        raise ConfigError(
-            f"model.{net}.{unknown[0]}: not an argument of {name}; {_suggest(unknown[0], valid)}valid: {', '.join(valid)}"
-        )
+    if name not in (nets := list_models(kind=net)):
+        raise ConfigError(f"model.{net}.name: {name!r} is not a {net}; {did_you_mean(name, nets)}choose from {', '.join(nets)}")  # fmt: skip
     try:
-        return build_model(name, **{**args, **({width: 1} if width in valid else {}), **io})
-    except (TypeError, ValueError) as e:
+        return build_model(name, **{**args, **({width: 1} if width in valid_overrides(name) else {}), **io})
+    except TypeError as e:  # the registry's: an argument the builder does not take, and the closest one
+        raise ConfigError(f"model.{net}: {e}") from None
+    except ValueError as e:  # the network's own checks
         raise ConfigError(f"model.{net}: {name} cannot be built: {e}") from None
 
 
@@ -131,7 +117,7 @@ def _shapes(cfg: DictConfig) -> list[torch.nn.Module]:
                 f"model.{k}: {model[k]} but data.{k} is {data[k]}: the networks must take what the data gives"
             )
     batch, cin, cout = data.batch_size, data.in_channels, data.out_channels
-    G = _network(cfg, "generator", "generator", "ngf", in_channels=cin, out_channels=cout)
+    G = _network(cfg, "generator", "ngf", in_channels=cin, out_channels=cout)
     if (levels := getattr(G, "num_downs", 0)) and side % 2**levels:
         raise ConfigError(f"{key}: {side} is not a multiple of {2**levels}, which {g_name} with num_downs={levels} needs "
                           f"(valid: {', '.join(str(2**levels * k) for k in (1, 2, 3))}, ...); or a U-Net for this size "
@@ -149,7 +135,7 @@ def _shapes(cfg: DictConfig) -> list[torch.nn.Module]:
     if not Objective(**plain(cfg.loss)).uses_gan:
         return [G]
     d_in = cin + cout if cfg.loss.conditional else cout
-    D = _network(cfg, "discriminator", "discriminator", "ndf", in_channels=d_in)
+    D = _network(cfg, "discriminator", "ndf", in_channels=d_in)
     try:
         D(torch.zeros(batch, d_in, side, side))
     except RuntimeError as e:
@@ -270,4 +256,4 @@ def explain(error: BaseException) -> str | None:
     valid = sorted(str(k) for k in node if k not in ("_target_", "hydra"))
     if str(key) in valid:  # the key exists (a mandatory ``???`` value not yet set): not a misspelling
         return None
-    return f"{full_key}: no such key; {_suggest(str(key), valid)}keys of {parent}: {', '.join(valid)}"
+    return f"{full_key}: no such key; {did_you_mean(str(key), valid)}keys of {parent}: {', '.join(valid)}"

@@ -20,7 +20,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from p2p.errors import ConfigError, DataError, DownloadError
+from p2p.errors import ConfigError, DataError, DownloadError, did_you_mean
 from p2p.io import cache_root, download
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,8 @@ def dataset_url(name: str) -> str:
 def get_info(name: str) -> DatasetInfo:
     if name not in DATASETS:
         raise ConfigError(
-            f"name: unknown dataset name {name!r}; known: {', '.join(DATASETS)} (or 'folder' with a root)"
+            f"name: unknown dataset name {name!r}; {did_you_mean(name, DATASETS)}known: {', '.join(DATASETS)} "
+            "(or 'folder' with a root)"
         )
     return DATASETS[name]
 

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import torch.nn as nn
 
+from p2p.errors import did_you_mean
 from p2p.models import zoo
 
 Builder = Callable[..., nn.Module]
@@ -57,7 +58,9 @@ def list_models(pattern: str = "*", kind: str | None = None, pretrained: bool = 
 
 def _check(name: str) -> None:
     if name not in _REGISTRY:
-        raise KeyError(f"unknown model {name!r}; choose from: {', '.join(list_models())}")
+        raise KeyError(
+            f"unknown model {name!r}; {did_you_mean(name, _REGISTRY)}choose from: {', '.join(list_models())}"
+        )
 
 
 def model_kind(name: str) -> str:
@@ -75,10 +78,10 @@ def model_spec(spec: Mapping[str, Any] | None, default: str) -> tuple[str, dict[
 def build_model(name: str, **overrides: Any) -> nn.Module:
     """A freshly initialised ``name`` built with ``overrides`` (its constructor arguments)."""
     _check(name)
-    unknown = sorted(set(overrides) - set(valid_overrides(name)))
-    if unknown:  # name them and the valid ones
+    valid = valid_overrides(name)
+    if unknown := sorted(set(overrides) - set(valid)):  # name the first, its closest match and the valid ones
         raise TypeError(
-            f"{name}: unknown override(s) {unknown}; valid overrides: {', '.join(valid_overrides(name))}"
+            f"{name} has no argument {unknown[0]!r}; {did_you_mean(unknown[0], valid)}valid: {', '.join(valid)}"
         )
     return _REGISTRY[name](**overrides)
 

@@ -19,6 +19,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from p2p.errors import did_you_mean
+
 DEFAULT_BASE_URL = "http://efrosgans.eecs.berkeley.edu/pix2pix/models-pytorch"
 REFERENCE_REPO = "https://github.com/junyanz/pytorch-CycleGAN-and-pix2pix"
 # U-Net-256 as the reference builds it for pix2pix (--netG unet_256 --norm batch, dropout on)
@@ -89,10 +91,17 @@ def find(name: str) -> Pretrained | None:
     return None
 
 
+def entry(name: str) -> Pretrained:
+    """The entry called ``name``; a `KeyError` with the closest name and the choices if there is none."""
+    found = find(name)
+    if found is None:
+        raise KeyError(
+            f"unknown pretrained model {name!r}; {did_you_mean(name, names())}choose from: {', '.join(names())}"
+        )
+    return found
+
+
 def pretrained_info(name: str) -> dict[str, Any]:
     """Metadata of a pretrained model: task, dataset, direction, input size, preprocessing, url, sha256,
     source, licence, architecture and recommended inference mode."""
-    entry = find(name)
-    if entry is None:
-        raise KeyError(f"unknown pretrained model {name!r}; choose from: {', '.join(names())}")
-    return entry.metadata()
+    return entry(name).metadata()

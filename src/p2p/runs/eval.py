@@ -25,7 +25,6 @@ the data config's evaluation size; missing, extra, duplicate or mis-sized files 
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import logging
@@ -47,7 +46,7 @@ from p2p.config import config_dir
 from p2p.config.build import build_datamodule, plain
 from p2p.config.schema import DATA_SCHEMAS
 from p2p.data.dataset import IMG_EXTENSIONS, list_images
-from p2p.errors import CheckpointNotFoundError, ConfigError, DataError, InputNotFoundError
+from p2p.errors import CheckpointNotFoundError, ConfigError, DataError, InputNotFoundError, did_you_mean
 from p2p.inference import INFERENCE_MODES, grid_rows, inference_mode
 from p2p.io import atomic_save, atomic_write_text, cache_root, convert_channels, open_image, to_tensor
 from p2p.io.tasks import in_hole, output_rgb, views
@@ -142,13 +141,10 @@ def data_config(
         node = OmegaConf.merge(node, {k: v for k, v in base.items() if k in known and k != "_target_"},
                                {k: v for k, v in given_d.items() if k != "_target_"})  # fmt: skip
     except OmegaConfBaseException as e:
-        near = difflib.get_close_matches(str(e.full_key), known, n=1)
         hint = (
-            f"did you mean {near[0]!r}?"
-            if near
-            else f"{cls.__qualname__} takes {sorted(known - {'_target_'})}"
+            did_you_mean(str(e.full_key), known) or f"{cls.__qualname__} takes {sorted(known - {'_target_'})}"
         )
-        raise ConfigError(f"data.{e.full_key}: {str(e.msg).splitlines()[0]}; {hint}") from None
+        raise ConfigError(f"data.{e.full_key}: {str(e.msg).splitlines()[0]}; {hint.strip()}") from None
     assert isinstance(node, DictConfig)
     if "crop_size" in given_d and "load_size" not in given_d and base.get("crop_size"):
         # another resolution: the training's resize-then-crop ratio kept (test images go straight to crop_size,

@@ -56,9 +56,7 @@ def create_model(
     layout, a ``.safetensors`` file); ``None``/``False``: freshly initialised.
     """
     arch, _, tag = name.partition(".")
-    entry = zoo.find(name) if tag else None
-    if tag and entry is None:
-        raise KeyError(f"unknown pretrained model {name!r}; choose from: {', '.join(zoo.names())}")
+    entry = zoo.entry(name) if tag else None
     built_with = {k: v for k, v in (entry.arch if entry else {}).items() if k != "name"}
     model = build_model(arch, **{**built_with, **overrides})
     if pretrained is True and entry is None:
