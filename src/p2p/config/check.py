@@ -28,7 +28,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 from p2p.config.build import plain
 from p2p.errors import CheckpointError, ConfigError, did_you_mean
 from p2p.models import build_model, list_models, model_spec, valid_overrides
-from p2p.training import NonFiniteGuard, Objective, Optim
+from p2p.training import NonFiniteGuard, Objective, Optim, build_networks
 from p2p.weights import read_weights
 
 log = logging.getLogger(__name__)
@@ -132,9 +132,9 @@ def _shapes(cfg: DictConfig) -> list[torch.nn.Module]:
         raise ConfigError(
             f"{key}: {g_name} turns {side}x{side} inputs into {tuple(fake.shape[-2:])} outputs; choose a size it preserves"
         )
-    if not Objective(**plain(cfg.loss)).uses_gan:
+    if not (loss := Objective(**plain(cfg.loss))).uses_gan:
         return [G]
-    d_in = cin + cout if cfg.loss.conditional else cout
+    d_in = cin + cout if loss.conditional else cout
     D = _network(cfg, "discriminator", "ndf", in_channels=d_in)
     try:
         D(torch.zeros(batch, d_in, side, side))
@@ -145,13 +145,13 @@ def _shapes(cfg: DictConfig) -> list[torch.nn.Module]:
     return [G, D]
 
 
-def _run(cfg: DictConfig, batchnorm: bool) -> Iterator[str]:
+def _run(cfg: DictConfig, nets: list[torch.nn.Module]) -> Iterator[str]:
     seed, ckpt, trainer = cfg.get("seed"), cfg.get("ckpt_path"), cfg.trainer
     if seed is not None and not (isinstance(seed, int) and seed >= 0):
         yield f"seed: must be an integer >= 0 or null, got {seed!r}"
     if ckpt is not None and ckpt not in CKPT_KEYWORDS and "://" not in str(ckpt):
         if Path(str(ckpt)).is_file():
-            yield from _resume(cfg, Path(str(ckpt)))
+            yield from _resume(cfg, Path(str(ckpt)), nets)
         else:
             yield (f"ckpt_path: no checkpoint file at {ckpt}; give a .ckpt path, or ckpt_path=last to resume from the "
                    "run folder's last.ckpt when there is one (and start fresh otherwise)")  # fmt: skip
@@ -159,6 +159,7 @@ def _run(cfg: DictConfig, batchnorm: bool) -> Iterator[str]:
     if trainer.sync_batchnorm and on_cpu:
         yield ("trainer.sync_batchnorm: SyncBatchNorm needs CUDA GPUs; on CPU use trainer.sync_batchnorm=false, and "
                "model.generator.norm=instance model.discriminator.norm=instance for DDP results that match one process")  # fmt: skip
+    batchnorm = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for n in nets for m in n.modules())
     multi = (isinstance(trainer.devices, int) and trainer.devices not in (0, 1)) or str(
         trainer.strategy
     ).startswith("ddp")
@@ -167,9 +168,10 @@ def _run(cfg: DictConfig, batchnorm: bool) -> Iterator[str]:
                     "the result differs from one process with the same global batch (docs/reliability.md)")  # fmt: skip
 
 
-def _resume(cfg: DictConfig, path: Path) -> Iterator[str]:
+def _resume(cfg: DictConfig, path: Path, nets: list[torch.nn.Module]) -> Iterator[str]:
     """The checkpoint to resume from is one (not cut short, not a generator-only best file) of the networks
-    the config builds: Lightning's own errors would come after the data setup, as tracebacks."""
+    the config builds (compared when ``nets`` were built): Lightning's own errors would come after the data
+    setup, as tracebacks."""
     try:
         weights = read_weights(path, "G")
     except CheckpointError as e:
@@ -181,32 +183,31 @@ def _resume(cfg: DictConfig, path: Path) -> Iterator[str]:
                "from the run's checkpoints/last.ckpt, or evaluate this file with p2p-eval ckpt_path=...")  # fmt: skip
         return
     has_d, loss = any(k.startswith("D.") for k in ckpt["state_dict"]), Objective(**plain(cfg.loss))
-    if has_d != loss.uses_gan:
+    if nets and has_d != loss.uses_gan:
         yield (f"ckpt_path: {path} was trained {'with' if has_d else 'without'} a discriminator, but "
                f"loss.gan_weight={loss.gan_weight} {'trains none' if has_d else 'needs one'}; resume with the run's own loss")  # fmt: skip
         return
-    data, trained_d = cfg.data, model_spec(ckpt["hyper_parameters"].get("discriminator"), "patchgan_70")[0]
-    nets = [("generator", "G.", weights.config.get("name"), {"in_channels": data.in_channels, "out_channels": data.out_channels})]  # fmt: skip
-    if has_d:
-        d_in = data.in_channels + data.out_channels if loss.conditional else data.out_channels
-        nets.append(("discriminator", "D.", trained_d, {"in_channels": d_in}))
-    for net, prefix, trained_name, io in nets:
-        name, args = model_spec(plain(cfg.model[net]), "")
-        with torch.device("meta"):  # shapes only: no memory, no time
-            built = {k: tuple(v.shape) for k, v in build_model(name, **args, **io).state_dict().items()}
-        saved = {
-            k[len(prefix) :]: tuple(v.shape) for k, v in ckpt["state_dict"].items() if k.startswith(prefix)
-        }
-        if diff := _first_difference(saved, built):
-            yield (f"ckpt_path: {path} holds another {net} ({trained_name}) than model.{net} builds ({name}): "
+    model, data = cfg.model, cfg.data
+    trained = (weights.config.get("name"), model_spec(ckpt["hyper_parameters"].get("discriminator"), "patchgan_70")[0])  # fmt: skip
+    with torch.device("meta"):  # the config's networks at full width, shapes only: no memory, no time
+        built = build_networks(plain(model.generator), plain(model.get("discriminator")), loss, data.in_channels, data.out_channels) if nets else ()  # fmt: skip
+    for net, trained_name, prefix, module in zip(
+        ("generator", "discriminator"), trained, ("G.", "D."), built
+    ):
+        saved = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+        if module is not None and (diff := _first_difference(saved, module.state_dict())):
+            yield (f"ckpt_path: {path} holds another {net} ({trained_name}) than model.{net} builds ({model[net].name}): "
                    f"{diff}; resume with the run's own model and loss settings")  # fmt: skip
 
 
-def _first_difference(saved: dict[str, tuple[int, ...]], built: dict[str, tuple[int, ...]]) -> str | None:
-    for key in sorted(saved.keys() | built.keys()):
-        if saved.get(key) != built.get(key):
-            return f"{key} is {list(saved[key]) if key in saved else 'absent'} in the file, {list(built[key]) if key in built else 'absent'} built"
-    return None
+def _first_difference(saved: dict[str, torch.Tensor], built: dict[str, torch.Tensor]) -> str | None:
+    """The first key (sorted) whose tensor shape differs between two state dicts, or that one of them lacks."""
+
+    def shape(state: dict[str, torch.Tensor], key: str) -> list[int] | str:
+        return list(state[key].shape) if key in state else "absent"
+
+    diffs = (k for k in sorted(saved.keys() | built.keys()) if shape(saved, k) != shape(built, k))
+    return next((f"{k} is {shape(saved, k)} in the file, {shape(built, k)} built" for k in diffs), None)
 
 
 def check_config(cfg: DictConfig) -> None:
@@ -232,8 +233,7 @@ def check_config(cfg: DictConfig) -> None:
             problems.append(str(e))
         finally:
             torch.set_num_threads(threads)
-    batchnorm = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for n in nets for m in n.modules())
-    problems += _run(cfg, batchnorm)
+    problems += _run(cfg, nets)
     if problems:
         raise ConfigError(
             f"invalid config ({len(problems)} problem(s)):\n" + "\n".join(f"  {p}" for p in problems)

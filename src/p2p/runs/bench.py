@@ -44,9 +44,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from p2p.config import check_config
 from p2p.config.build import build_datamodule, build_module, build_trainer, plain
 from p2p.inference import Translator, inference_mode
-from p2p.models import build_model, model_spec
 from p2p.models.hub import p2p_version
-from p2p.training import Objective, discriminator_loss, gan_loss, perf
+from p2p.training import Objective, build_networks, discriminator_loss, gan_loss, perf
 
 log = logging.getLogger(__name__)
 
@@ -153,13 +152,8 @@ class PlainLoop:
         cin, cout = int(model["in_channels"]), int(model["out_channels"])
         self.obj = Objective(**plain(cfg.loss))
         self.device = device
-        g_name, g_args = model_spec(model["generator"], "unet_256")
-        self.G = build_model(g_name, in_channels=cin, out_channels=cout, **g_args).to(device)
-        self.D: nn.Module | None = None
-        if self.obj.uses_gan:
-            d_in = cin + cout if self.obj.conditional else cout
-            d_name, d_args = model_spec(model["discriminator"], "patchgan_70")
-            self.D = build_model(d_name, in_channels=d_in, **d_args).to(device)
+        G, D = build_networks(model["generator"], model.get("discriminator"), self.obj, cin, cout)
+        self.G, self.D = G.to(device), None if D is None else D.to(device)
         lr, betas = float(model["optim"]["lr"]), tuple(model["optim"]["betas"])
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=lr, betas=betas)  # type: ignore[arg-type]
         self.opt_d = (

@@ -10,7 +10,7 @@ from p2p.training.best import GeneratorCheckpoint, generator_only, is_generator_
 from p2p.training.callbacks import PreemptionCheckpoint, RNGState
 from p2p.training.checkpoint_io import AtomicCheckpointIO
 from p2p.training.guard import CHECK_FINITE_MODES, NONFINITE_ACTIONS, NonFiniteGuard
-from p2p.training.module import Pix2Pix, log_image
+from p2p.training.module import Pix2Pix, build_networks, log_image
 from p2p.training.objective import GAN_MODES, Objective, discriminator_loss, gan_loss
 from p2p.training.optim import Optim
 from p2p.training.perf import resolve_precision
@@ -27,6 +27,7 @@ __all__ = [
     "Pix2Pix",
     "PreemptionCheckpoint",
     "RNGState",
+    "build_networks",
     "discriminator_loss",
     "gan_loss",
     "generator_only",

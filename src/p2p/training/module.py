@@ -42,6 +42,24 @@ from p2p.training.perf import (
 log = logging.getLogger(__name__)
 
 
+def build_networks(
+    generator: dict[str, Any] | None,
+    discriminator: dict[str, Any] | None,
+    objective: Objective,
+    in_channels: int,
+    out_channels: int,
+) -> tuple[torch.nn.Module, torch.nn.Module | None]:
+    """G and, when the objective has a GAN term, D, from their specs (``{"name": ..., **arguments}``). D sees
+    the input and the output stacked on channels for the cGAN, the output alone for the GAN (section 2.1)."""
+    g_name, g_args = model_spec(generator, "unet_256")
+    G = build_model(g_name, in_channels=in_channels, out_channels=out_channels, **g_args)
+    if not objective.uses_gan:
+        return G, None
+    d_name, d_args = model_spec(discriminator, "patchgan_70")
+    d_in = in_channels + out_channels if objective.conditional else out_channels
+    return G, build_model(d_name, in_channels=d_in, **d_args)
+
+
 class Pix2Pix(L.LightningModule):
     """pix2pix. Hyperparameters are plain dicts so a checkpoint rebuilds the model with no config at hand
     (``Pix2Pix.load_from_checkpoint(path)``).
@@ -86,8 +104,7 @@ class Pix2Pix(L.LightningModule):
         self.compile_mode = compile_mode(compile, cuda_graphs)  # checked here: a typo fails before training
         self._compiled = False
 
-        g_name, g_args = model_spec(generator, "unet_256")
-        self.G = build_model(g_name, in_channels=in_channels, out_channels=out_channels, **g_args)
+        self.G, self.D = build_networks(generator, discriminator, self.objective, in_channels, out_channels)
         # what G's output means (colorization: ab, shown with the input's L): read back from checkpoints and
         # save_pretrained folders by p2p.load_generator, p2p.Translator and p2p-eval
         self.photo_task = None if photo_task is None else check_choice("photo_task", photo_task, PHOTO_TASKS)
@@ -95,12 +112,6 @@ class Pix2Pix(L.LightningModule):
             set_metadata(self.G, photo_task=self.photo_task)
         if self.objective.l1_region == "hole" and self.photo_task != "inpainting":
             raise ConfigError("loss.l1_region: hole needs data=inpainting (the hole is the input's mask)")
-        self.D: torch.nn.Module | None = None
-        if self.objective.uses_gan:
-            # cGAN: D sees the input and the output stacked on channels; GAN: the output alone
-            d_in = in_channels + out_channels if self.objective.conditional else out_channels
-            d_name, d_args = model_spec(discriminator, "patchgan_70")
-            self.D = build_model(d_name, in_channels=d_in, **d_args)
         self.automatic_optimization = False  # two optimisers, stepped by hand as in the paper
 
         self.val_l1 = MeanMetric()
