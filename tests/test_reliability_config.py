@@ -49,6 +49,8 @@ def test_the_schemas_reject_wrong_types_and_choices_when_composing(
     ("overrides", "expected"),
     [
         (["data.batch_size=0"], "data.batch_size: must be >= 1, got 0"),
+        (["data.num_val=0"], "data.num_val: must be >= 1, got 0"),
+        (["data.image_size=16"], "data.image_size: must be >= 32, got 16"),
         (["+data.crop_siz=128"], "data.crop_siz: unknown key; did you mean 'crop_size'?"),
         (["model.generator.norm=group"], "model.generator: unet_128 cannot be built: norm must be one of ('batch', 'instance', 'none'), got 'group'"),
         (["model.discriminator.norm=layer"], "model.discriminator: patchgan_70 cannot be built: norm must be one of"),

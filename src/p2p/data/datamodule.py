@@ -309,6 +309,8 @@ class SyntheticDataModule(PairsDataModule):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.sizes = {"train": self.num_train, "val": self.num_val, "test": self.num_test}
+        for split in self.sizes:  # SyntheticPairs checks the sizes and classes: here, not first in setup()
+            self._dataset(split, train=False)
 
     def _dataset(self, split: str, train: bool) -> SyntheticPairs:
         return SyntheticPairs(
