@@ -16,6 +16,8 @@ from torch.utils.data import DataLoader, Dataset
 import p2p.training.module as module
 from p2p.errors import NonFiniteLossError
 from p2p.models.hub import generator_config
+from p2p.models.patchgan import PatchDiscriminator
+from p2p.models.unet import UNetGenerator
 from p2p.training import Objective, Pix2Pix, discriminator_loss, gan_loss
 from p2p.training.objective import l1_loss
 from p2p.training.optim import Optim, linear_decay
@@ -586,3 +588,24 @@ def test_cuda_graphs_on_a_cpu_run_stop_before_training(tmp_path, monkeypatch) ->
     model = Pix2Pix(generator=SMALL_G, discriminator=SMALL_D, cuda_graphs=True)
     with pytest.raises(ValueError, match=r"model\.cuda_graphs=true needs a CUDA device; this run is on cpu"):
         fit(model, tmp_path, steps=1)
+
+
+@pytest.mark.parametrize(
+    ("loss", "d_in"),
+    [({}, 6), ({"conditional": False}, 3), ({"gan_weight": 0.0}, None)],
+    ids=["cgan", "gan", "l1"],
+)
+def test_build_networks_defaults_to_the_papers_pair_and_feeds_d_what_the_loss_shows_it(
+    loss: dict, d_in: int | None
+) -> None:
+    """No specs: the paper's U-Net-256 (8 levels) and 70x70 PatchGAN (section 3.2); D's input is the
+    (input, output) stack for the cGAN, the output for the GAN, and no D is built without a GAN term."""
+    with torch.device("meta"):
+        G, D = module.build_networks(None, None, Objective(**loss), 3, 3)
+    assert isinstance(G, UNetGenerator) and G.num_downs == 8
+    if d_in is None:
+        assert D is None
+    else:
+        convs = [m for m in D.modules() if isinstance(m, torch.nn.Conv2d)]
+        assert isinstance(D, PatchDiscriminator) and len(convs) == 5  # n_layers=3: the 70x70 PatchGAN
+        assert convs[0].in_channels == d_in
