@@ -99,8 +99,7 @@ def check_choice(key: str, value: Any, choices: Sequence[Any]) -> Any:
     if value not in choices or (
         isinstance(value, bool) != any(isinstance(c, bool) and c == value for c in choices)
     ):
+        message = f"{key}: {value!r} is not one of {', '.join(map(str, choices))}"
         hint = did_you_mean(value, map(str, choices)) if isinstance(value, str) else ""
-        raise ConfigError(
-            f"{key}: {value!r} is not one of {', '.join(map(str, choices))}; {hint}".strip(" ;")
-        )
+        raise ConfigError(f"{message}; {hint.strip()}" if hint else message)
     return value

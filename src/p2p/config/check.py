@@ -134,7 +134,7 @@ def _shapes(cfg: DictConfig) -> list[torch.nn.Module]:
         )
     if not (loss := Objective(**plain(cfg.loss))).uses_gan:
         return [G]
-    d_in = cin + cout if loss.conditional else cout
+    d_in = loss.discriminator_channels(cin, cout)
     D = _network(cfg, "discriminator", "ndf", in_channels=d_in)
     try:
         D(torch.zeros(batch, d_in, side, side))

@@ -49,15 +49,16 @@ def build_networks(
     in_channels: int,
     out_channels: int,
 ) -> tuple[torch.nn.Module, torch.nn.Module | None]:
-    """G and, when the objective has a GAN term, D, from their specs (``{"name": ..., **arguments}``). D sees
-    the input and the output stacked on channels for the cGAN, the output alone for the GAN (section 2.1)."""
+    """G and, when the objective has a GAN term, D, from their specs (``{"name": ..., **arguments}``), D
+    taking what the objective shows it (`Objective.discriminator_channels`)."""
     g_name, g_args = model_spec(generator, "unet_256")
     G = build_model(g_name, in_channels=in_channels, out_channels=out_channels, **g_args)
     if not objective.uses_gan:
         return G, None
     d_name, d_args = model_spec(discriminator, "patchgan_70")
-    d_in = in_channels + out_channels if objective.conditional else out_channels
-    return G, build_model(d_name, in_channels=d_in, **d_args)
+    return G, build_model(
+        d_name, in_channels=objective.discriminator_channels(in_channels, out_channels), **d_args
+    )
 
 
 class Pix2Pix(L.LightningModule):

@@ -46,6 +46,11 @@ class Objective:
     def uses_gan(self) -> bool:
         return self.gan_weight > 0
 
+    def discriminator_channels(self, in_channels: int, out_channels: int) -> int:
+        """What D sees (section 2.1): the cGAN's D the input and output stacked on channels, the GAN's the
+        output alone."""
+        return in_channels + out_channels if self.conditional else out_channels
+
 
 def l1_loss(fake: torch.Tensor, target: torch.Tensor, region: torch.Tensor | None = None) -> torch.Tensor:
     """Mean absolute error; with ``region`` (boolean [B, 1, H, W]) the mean over the pixels inside it only."""
