@@ -258,6 +258,7 @@ def test_a_bad_checkpoint_to_resume_from_is_named_before_any_data_is_read(
         (["loss=l1", f"ckpt_path={last}"], "was trained with a discriminator, but loss.gan_weight=0.0 trains none"),
         (["loss=l1_gan", f"ckpt_path={last}"], "than model.discriminator builds (patchgan_70): model.0.weight is [8, 6, 4, 4] in the file, [8, 3, 4, 4] built"),
         # a config that cannot build its networks: that problem alone, not a traceback from the comparison
+        (["loss.l1_weight=-1", f"ckpt_path={last}"], "invalid config (1 problem(s)):\n  loss.l1_weight: must be a number >= 0, got -1"),
         (["+model.generator.nfg=1", f"ckpt_path={last}"], "invalid config (1 problem(s)):\n  model.generator: unet_128 has no argument 'nfg'; did you mean 'ngf'?"),
     ]  # fmt: skip
     for overrides, expected in cases:

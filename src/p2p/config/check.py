@@ -182,15 +182,19 @@ def _resume(cfg: DictConfig, path: Path, nets: list[torch.nn.Module]) -> Iterato
         yield (f"ckpt_path: {path} holds a generator's weights, not a run to resume (no optimiser states); resume "
                "from the run's checkpoints/last.ckpt, or evaluate this file with p2p-eval ckpt_path=...")  # fmt: skip
         return
+    if (
+        not nets
+    ):  # the config's networks could not be built (problems said elsewhere): nothing to compare with
+        return
     has_d, loss = any(k.startswith("D.") for k in ckpt["state_dict"]), Objective(**plain(cfg.loss))
-    if nets and has_d != loss.uses_gan:
+    if has_d != loss.uses_gan:
         yield (f"ckpt_path: {path} was trained {'with' if has_d else 'without'} a discriminator, but "
                f"loss.gan_weight={loss.gan_weight} {'trains none' if has_d else 'needs one'}; resume with the run's own loss")  # fmt: skip
         return
     model, data = cfg.model, cfg.data
     trained = (weights.config.get("name"), model_spec(ckpt["hyper_parameters"].get("discriminator"), "patchgan_70")[0])  # fmt: skip
     with torch.device("meta"):  # the config's networks at full width, shapes only: no memory, no time
-        built = build_networks(plain(model.generator), plain(model.get("discriminator")), loss, data.in_channels, data.out_channels) if nets else ()  # fmt: skip
+        built = build_networks(plain(model.generator), plain(model.get("discriminator")), loss, data.in_channels, data.out_channels)  # fmt: skip
     for net, trained_name, prefix, module in zip(
         ("generator", "discriminator"), trained, ("G.", "D."), built
     ):
