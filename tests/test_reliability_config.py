@@ -60,9 +60,9 @@ def test_the_schemas_reject_wrong_types_and_choices_when_composing(
         (["+model.discriminator.nfd=8"], "model.discriminator: patchgan_70 has no argument 'nfd'; did you mean 'ndf'?"),
         (["loss.l1_weight=0", "loss.gan_weight=0"], "loss: l1_weight and gan_weight are both 0"),
         (["model.on_nonfinite=skip", "model.check_finite=deferred"], "model.check_finite: model.on_nonfinite=skip decides before every optimiser step"),
-        (["model.optim.lr=-1"], "model.optim.lr: must be a number >= 0, got -1"),
-        (["model.optim.betas=[0.5,1.5]"], "model.optim.betas: must be two numbers in [0, 1)"),
         (["model.in_channels=1"], "model.in_channels: 1 but data.in_channels is 3"),
+        (["model.optim.lr=-1"], "model.optim.lr: must be >= 0, got -1"),
+        (["model.optim.betas=[0.5,1.5]"], "model.optim.betas: must be two numbers in [0, 1)"),
         (["data.load_size=100"], "data.crop_size: 128 is larger than load_size=100"),
         (["data.crop_size=96", "data.load_size=100"], "data.crop_size: 96 is not a multiple of 128, which unet_128 with num_downs=7 needs (valid: 128, 256, 384, ...)"),
         (["model=unet_patch286", "+model.generator.num_downs=6", "data.crop_size=64", "data.load_size=72"], "data.crop_size: 64 is too small for model.discriminator.name=patchgan_286"),
@@ -258,7 +258,7 @@ def test_a_bad_checkpoint_to_resume_from_is_named_before_any_data_is_read(
         (["loss=l1", f"ckpt_path={last}"], "was trained with a discriminator, but loss.gan_weight=0.0 trains none"),
         (["loss=l1_gan", f"ckpt_path={last}"], "than model.discriminator builds (patchgan_70): model.0.weight is [8, 6, 4, 4] in the file, [8, 3, 4, 4] built"),
         # a config that cannot build its networks: that problem alone, not a traceback from the comparison
-        (["loss.l1_weight=-1", f"ckpt_path={last}"], "invalid config (1 problem(s)):\n  loss.l1_weight: must be a number >= 0, got -1"),
+        (["loss.l1_weight=-1", f"ckpt_path={last}"], "invalid config (1 problem(s)):\n  loss.l1_weight: must be >= 0, got -1"),
         (["+model.generator.nfg=1", f"ckpt_path={last}"], "invalid config (1 problem(s)):\n  model.generator: unet_128 has no argument 'nfg'; did you mean 'ngf'?"),
     ]  # fmt: skip
     for overrides, expected in cases:

@@ -9,10 +9,18 @@ DataLoader worker is re-raised in the main process with its type intact (PyTorch
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import operator
 from collections.abc import Iterable, Sequence
 from enum import Enum
-from typing import Any
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
+
+from annotated_types import Ge, GroupedMetadata, Gt, Le, Lt
+
+_BOUNDS = {Gt: ("gt", ">", operator.gt), Ge: ("ge", ">=", operator.ge), Lt: ("lt", "<", operator.lt),
+           Le: ("le", "<=", operator.le)}  # fmt: skip
 
 
 class P2PError(Exception):
@@ -92,14 +100,39 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     return f"did you mean {close[0]!r}? " if close else ""
 
 
-def check_choice(key: str, value: Any, choices: Sequence[Any]) -> Any:
-    """``value`` if it is one of ``choices`` (an enum member, as a structured config gives it, counts as its
-    value); else a `ConfigError` naming ``key`` and the choices."""
+def check_value(key: str, value: Any, annotation: Any) -> Any:
+    """``value`` if ``annotation`` allows it, else a `ConfigError` naming ``key``. An annotation says its
+    rule once, for the constructor and the config schema alike: the choices of a ``Literal`` (with ``bool``
+    and ``None`` where a union allows them: ``bool | Literal["auto"]``) and the bounds of an ``Annotated``
+    number (`annotated_types`: ``Annotated[int, Ge(1)]``; NaN is within none). An enum member, as a
+    structured config gives it, counts as its value, which is returned."""
     value = value.value if isinstance(value, Enum) else value
-    if value not in choices or (
-        isinstance(value, bool) != any(isinstance(c, bool) and c == value for c in choices)
-    ):
-        message = f"{key}: {value!r} is not one of {', '.join(map(str, choices))}"
-        hint = did_you_mean(value, map(str, choices)) if isinstance(value, str) else ""
-        raise ConfigError(f"{message}; {hint.strip()}" if hint else message)
+    base, *meta = get_args(annotation) if get_origin(annotation) is Annotated else (annotation,)
+    members = get_args(base) if get_origin(base) in (Union, UnionType) else (base,)
+    if value is None and type(None) in members:
+        return None
+    if all(m is bool or get_origin(m) is Literal for m in members if m is not type(None)):
+        choices = [
+            c for m in members if m is not type(None) for c in ((True, False) if m is bool else get_args(m))
+        ]
+        if not any(value == c and isinstance(value, bool) == isinstance(c, bool) for c in choices):
+            message = f"{key}: {value!r} is not one of {', '.join(map(str, choices))}"
+            hint = did_you_mean(value, map(str, choices)) if isinstance(value, str) else ""
+            raise ConfigError(f"{message}; {hint.strip()}" if hint else message)
+    limits = [(sym, getattr(b, name), op) for m in meta for b in (m if isinstance(m, GroupedMetadata) else [m])
+              for kind, (name, sym, op) in _BOUNDS.items() if isinstance(b, kind)]  # fmt: skip
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if limits and not (number and all(op(value, limit) for _, limit, op in limits)):
+        allowed = " and ".join(f"{sym} {limit}" for sym, limit, _ in limits)
+        raise ConfigError(
+            f"{key}: must be {'null or ' if type(None) in members else ''}{allowed}, got {value!r}"
+        )
     return value
+
+
+def check_fields(settings: Any) -> None:
+    """Every field of the dataclass ``settings`` by its annotation (`check_value`), enum members replaced by
+    their values: a settings class's ``__post_init__`` is then left with its cross-field rules."""
+    hints = get_type_hints(type(settings), include_extras=True)
+    for f in dataclasses.fields(settings):
+        object.__setattr__(settings, f.name, check_value(f.name, getattr(settings, f.name), hints[f.name]))

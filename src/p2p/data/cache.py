@@ -14,7 +14,7 @@ parameters are drawn with exactly the calls `PairTransform` makes, from the same
 from __future__ import annotations
 
 import logging
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -24,14 +24,12 @@ from torch.utils.data import Dataset
 from p2p.data.dataset import Pair, PairedImageDataset
 from p2p.data.photos import PhotoDataset
 from p2p.data.synthetic import SyntheticPairs, render_pair
-from p2p.data.transforms import BICUBIC, PairTransform
+from p2p.data.transforms import BICUBIC, PairTransform, Preprocess
 from p2p.io import convert_channels, to_tensor
 
 log = logging.getLogger(__name__)
 
 CacheMode = Literal["auto", "ram", "none"]
-CACHE_MODES: tuple[str, ...] = get_args(CacheMode)
-DEVICE_AUGMENT = ("auto", True, False)
 
 
 def _raw_pair(ds: Dataset[Pair], index: int) -> tuple[Image.Image, Image.Image, str]:
@@ -48,7 +46,7 @@ def _raw_pair(ds: Dataset[Pair], index: int) -> tuple[Image.Image, Image.Image, 
 def geometry_after_resize(t: PairTransform) -> PairTransform:
     """The part of ``t`` left once its deterministic resize is done: the same crop and flip draws, no resize
     (``crop`` and ``none`` keep an image whose sides are already what ``t`` resizes to)."""
-    rest = "crop" if t.preprocess.endswith("crop") else "none"
+    rest: Preprocess = "crop" if t.preprocess.endswith("crop") else "none"
     return PairTransform(t.load_size, t.crop_size, rest, t.flip, 1, t.train)
 
 

@@ -15,16 +15,16 @@ import signal
 from dataclasses import dataclass, fields
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import lightning as L
 import torch
+from annotated_types import Ge, Gt, Lt
 from lightning.fabric.utilities.seed import pl_worker_init_function
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from p2p.data.cache import CACHE_MODES, DEVICE_AUGMENT, CachedPairs, CacheMode, augment_on_device
+from p2p.data.cache import CachedPairs, CacheMode, augment_on_device
 from p2p.data.dataset import (
-    DIRECTIONS,
     Direction,
     Pair,
     PairedImageDataset,
@@ -35,11 +35,11 @@ from p2p.data.download import ensure_dataset, get_info
 from p2p.data.edges import EdgeSettings
 from p2p.data.photos import PhotoDataset, PhotoTask, list_photos
 from p2p.data.sampler import EpochSampler, ResumableLoader, SeededItems
-from p2p.data.synthetic import SyntheticPairs
-from p2p.data.transforms import PREPROCESS, PairTransform, Preprocess
-from p2p.data.validate import ON_BAD_FILE, OnBadFile, check_splits
-from p2p.errors import ConfigError, check_choice
-from p2p.io.tasks import PHOTO_TASKS, MaskScheme, PhotoTaskName, check_channels
+from p2p.data.synthetic import Count, ImageSize, NumClasses, SyntheticPairs
+from p2p.data.transforms import PairTransform, Preprocess
+from p2p.data.validate import OnBadFile, check_splits
+from p2p.errors import ConfigError, check_fields
+from p2p.io.tasks import MaskScheme, PhotoTaskName, check_channels
 
 log = logging.getLogger(__name__)
 
@@ -58,14 +58,16 @@ class PairsDataModule(L.LightningDataModule):
     preprocess: Preprocess = "resize_and_crop"  # p2p.data.transforms.PairTransform
     flip: bool = True  # random horizontal flip (same for input and target), train only
     size_divisor: int = 256  # scale_width/none: sides rounded to a multiple of this (U-Net-256 needs 256)
-    batch_size: int = 1  # paper: 1
-    num_workers: int = 2
+    batch_size: Annotated[int, Ge(1)] = 1  # paper: 1
+    num_workers: Annotated[int, Ge(0)] = 2
     pin_memory: bool = True
-    max_val_samples: int | None = None  # cap the validation set (evenly spaced) for faster validation
+    max_val_samples: Annotated[int | None, Ge(1)] = (
+        None  # cap the validation set (evenly spaced) for faster validation
+    )
     seed: int = 0  # shuffling and crop/flip randomness of the train loader (p2p.data.sampler)
     # speed (p2p.data.cache): decoded images in RAM, crop/flip on the accelerator, workers kept alive
     cache: CacheMode = "auto"  # auto (if ~cache_max_mb fits, one copy per worker) | ram | none
-    cache_max_mb: int = 2048
+    cache_max_mb: Annotated[int, Ge(0)] = 2048
     persistent_workers: bool = True  # keep DataLoader workers (and their caches) across epochs
     device_augment: bool | Literal["auto"] = (
         "auto"  # crop/flip whole batches on the accelerator; auto: CUDA + cache
@@ -73,18 +75,10 @@ class PairsDataModule(L.LightningDataModule):
 
     def __post_init__(self) -> None:
         super().__init__()
-        self.direction = check_choice("direction", self.direction, DIRECTIONS)
+        check_fields(self)  # the fields' annotations: choices and bounds (subclasses' fields too)
         self.in_channels, self.out_channels = check_channels(
             self._task(), self.in_channels, self.out_channels
         )
-        self.preprocess = check_choice("preprocess", self.preprocess, PREPROCESS)
-        self.cache = check_choice("cache", self.cache, CACHE_MODES)
-        self.device_augment = check_choice("device_augment", self.device_augment, DEVICE_AUGMENT)
-        for key, minimum in (("batch_size", 1), ("num_workers", 0), ("cache_max_mb", 0)):
-            if getattr(self, key) < minimum:
-                raise ConfigError(f"{key}: must be >= {minimum}, got {getattr(self, key)}")
-        if self.max_val_samples is not None and self.max_val_samples < 1:
-            raise ConfigError(f"max_val_samples: must be null or >= 1, got {self.max_val_samples}")
         if self.device_augment is True and self.cache == "none":
             raise ConfigError("device_augment: true crops cached images: it needs cache=ram or cache=auto")
         # built here so that a bad preprocess/load_size/crop_size fails at construction, not in a worker
@@ -220,7 +214,6 @@ class PairedDataModule(PairsDataModule):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.on_bad_file = check_choice("on_bad_file", self.on_bad_file, ON_BAD_FILE)
         self._checked: dict[str, list[PairFiles]] = {}  # split -> its good pairs, each split checked once
         if self.test_split == "auto":  # most archives of the pix2pix datasets only have train/ and val/
             self.test_split = "test" if self.name == "folder" else get_info(self.name).test_split
@@ -298,19 +291,17 @@ class SyntheticDataModule(PairsDataModule):
     same transforms as real data.
     """
 
-    num_train: int = 200
-    num_val: int = 20
-    num_test: int = 20
-    image_size: int = 256  # side of the generated pairs, before load/crop
-    num_classes: int = 8  # label classes (2..12), each with its own colour and texture
+    num_train: Count = 200
+    num_val: Count = 20
+    num_test: Count = 20
+    image_size: ImageSize = 256  # side of the generated pairs, before load/crop
+    num_classes: NumClasses = 8  # label classes (2..12), each with its own colour and texture
 
     name = "synthetic"  # not a field: what metrics.json and the FCN cache call this dataset
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self.sizes = {"train": self.num_train, "val": self.num_val, "test": self.num_test}
-        for split in self.sizes:  # SyntheticPairs checks the sizes and classes: here, not first in setup()
-            self._dataset(split, train=False)
 
     def _dataset(self, split: str, train: bool) -> SyntheticPairs:
         return SyntheticPairs(
@@ -340,7 +331,9 @@ class PhotoDataModule(PairsDataModule):
     root: str | None = None  # the folder of photos (required)
     val_split: str | None = None  # None: "val" if there is one, else test_split
     test_split: str = "auto"  # auto: "test" if ROOT/test/ exists, else "val"
-    val_fraction: float = 0.1  # one folder of photos: the share of them (by a hash of the name) in val
+    val_fraction: Annotated[float, Gt(0), Lt(1)] = (
+        0.1  # one folder of photos: the share of them (by a hash of the name) in val
+    )
     on_bad_file: OnBadFile = "error"  # error: stop, listing every bad file; skip: warn and train on the rest
     mask: MaskScheme = "center"  # inpainting's hole: center (Context Encoders) | random (p2p.io.tasks)
     edge_sigma: float = EdgeSettings.sigma  # edges (Canny, p2p.data.edges): smoothing in pixels,
@@ -349,15 +342,12 @@ class PhotoDataModule(PairsDataModule):
     cache_dir: str | None = None  # where edges are cached; None: $P2P_CACHE or ~/.cache/p2p
 
     def _task(self) -> str | None:
-        return check_choice("task", self.task, PHOTO_TASKS)
+        return self.task
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.on_bad_file = check_choice("on_bad_file", self.on_bad_file, ON_BAD_FILE)
         if self.direction != "AtoB":
             raise ConfigError("direction: a photo task makes its input from the photo; only AtoB")
-        if not 0 < self.val_fraction < 1:
-            raise ConfigError(f"val_fraction: must be in (0, 1), got {self.val_fraction}")
         self.photo_task = PhotoTask(self.task, self.mask, self.seed)
         self.name = self.task  # not a field: what metrics.json and the FID cache call this data
         self.edge_settings = EdgeSettings(self.edge_sigma, self.edge_low, self.edge_high)

@@ -12,21 +12,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TypedDict, get_args
+from typing import Literal, TypedDict
 
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
 from p2p.data.transforms import PairTransform
-from p2p.errors import DataError, InputNotFoundError, check_choice
+from p2p.errors import DataError, InputNotFoundError, check_value
 from p2p.io import convert_channels, open_image, to_tensor
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 Direction = Literal["AtoB", "BtoA"]  # which half (A = left, B = right) is the generator's input
-DIRECTIONS: tuple[str, ...] = get_args(Direction)
 Channels = Literal[1, 3]  # images are converted to grayscale or RGB
-CHANNELS: tuple[int, ...] = get_args(Channels)
 
 
 class Pair(TypedDict):
@@ -138,9 +136,9 @@ class PairedImageDataset(Dataset[Pair]):
         pairs: list[PairFiles] | None = None,  # already listed (and checked, see p2p.data.validate)
     ) -> None:
         self.root, self.split = Path(root).expanduser(), split
-        self.direction = check_choice("direction", direction, DIRECTIONS)
-        self.in_channels = check_choice("in_channels", in_channels, CHANNELS)
-        self.out_channels = check_choice("out_channels", out_channels, CHANNELS)
+        self.direction = check_value("direction", direction, Direction)
+        self.in_channels = check_value("in_channels", in_channels, Channels)
+        self.out_channels = check_value("out_channels", out_channels, Channels)
         self.transform = transform if transform is not None else PairTransform(train=split == "train")
         self.pairs = find_pairs(self.root, split) if pairs is None else pairs
 

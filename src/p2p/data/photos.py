@@ -33,9 +33,9 @@ from PIL import Image
 from p2p.data.dataset import IMG_EXTENSIONS, Pair, PairedImageDataset, PairFiles, broken_links, list_images
 from p2p.data.edges import EdgeSettings, edge_map
 from p2p.data.transforms import BICUBIC, PairTransform
-from p2p.errors import DataError, check_choice
+from p2p.errors import DataError, check_fields
 from p2p.io import atomic_write, cache_root, convert_channels, open_image
-from p2p.io.tasks import MASK_SCHEMES, PHOTO_TASKS, hole_mask, lab_encode, with_hole
+from p2p.io.tasks import MaskScheme, PhotoTaskName, hole_mask, lab_encode, with_hole
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +46,12 @@ SPLIT_NAMES = ("train", "val", "test")
 class PhotoTask:
     """A photo task (p2p.io.tasks) and its settings, applied once the photo is cropped and flipped."""
 
-    name: str = "colorization"
-    mask: str = "center"  # inpainting's hole (p2p.io.tasks)
+    name: PhotoTaskName = "colorization"
+    mask: MaskScheme = "center"  # inpainting's hole (p2p.io.tasks)
     seed: int = 0  # inpainting, mask=random: with the file name, seeds each photo's hole
 
     def __post_init__(self) -> None:
-        check_choice("task", self.name, PHOTO_TASKS)
-        check_choice("mask", self.mask, MASK_SCHEMES)
+        check_fields(self)
 
     def encode(self, pair: dict[str, Any]) -> dict[str, Any]:
         """{"input": photo, "target": photo, "path"} (edges: {"input": edges, ...}), one item [C, H, W] or a

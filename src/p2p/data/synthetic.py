@@ -9,14 +9,16 @@ checker, noise), anchored at the top-left corner of each shape, so a generator c
 from __future__ import annotations
 
 import zlib
+from typing import Annotated
 
 import numpy as np
+from annotated_types import Ge, Interval
 from PIL import Image
 from torch.utils.data import Dataset
 
-from p2p.data.dataset import CHANNELS, DIRECTIONS, Pair, make_pair
+from p2p.data.dataset import Channels, Direction, Pair, make_pair
 from p2p.data.transforms import PairTransform
-from p2p.errors import ConfigError, check_choice
+from p2p.errors import check_value
 
 # Label colours (class 0 = background), in the spirit of the CMP facades palette.
 PALETTE = np.array(
@@ -37,6 +39,9 @@ PALETTE = np.array(
     dtype=np.uint8,
 )
 MAX_CLASSES = len(PALETTE)
+Count = Annotated[int, Ge(1)]  # pairs in a split
+ImageSize = Annotated[int, Ge(32)]  # the side of a pair; render_pair draws shapes from size // 32 px
+NumClasses = Annotated[int, Interval(ge=2, le=MAX_CLASSES)]  # background and at least one class
 
 # Photo style per class: base RGB, pattern, period (px), contrast. Fixed, so the mapping is the same in
 # every split and for every seed.
@@ -78,8 +83,7 @@ def render_pair(
     index: int, split: str = "train", seed: int = 0, size: int = 256, num_classes: int = 8
 ) -> tuple[Image.Image, Image.Image]:
     """(label map, photo) as two RGB PIL images of size x size, a pure function of its arguments."""
-    if not 2 <= num_classes <= MAX_CLASSES:
-        raise ValueError(f"num_classes must be in [2, {MAX_CLASSES}], got {num_classes}")
+    check_value("num_classes", num_classes, NumClasses)
     rng = np.random.default_rng([seed, zlib.crc32(split.encode()), index])
     labels = np.zeros((size, size), dtype=np.uint8)
     photo = _texture(0, size, size, rng)
@@ -140,17 +144,12 @@ class SyntheticPairs(Dataset[Pair]):
         out_channels: int = 3,
         transform: PairTransform | None = None,
     ) -> None:
-        if num_samples < 1:
-            raise ConfigError(f"num_{split}: must be >= 1, got {num_samples}")
-        if image_size < 32:
-            raise ConfigError(f"image_size: must be >= 32, got {image_size}")
-        if not 2 <= num_classes <= MAX_CLASSES:
-            raise ConfigError(f"num_classes: must be in [2, {MAX_CLASSES}], got {num_classes}")
-        self.num_samples, self.split, self.seed = num_samples, split, seed
-        self.image_size, self.num_classes = image_size, num_classes
-        self.direction = check_choice("direction", direction, DIRECTIONS)
-        self.in_channels = check_choice("in_channels", in_channels, CHANNELS)
-        self.out_channels = check_choice("out_channels", out_channels, CHANNELS)
+        self.num_samples, self.split, self.seed = check_value("num_samples", num_samples, Count), split, seed
+        self.image_size = check_value("image_size", image_size, ImageSize)
+        self.num_classes = check_value("num_classes", num_classes, NumClasses)
+        self.direction = check_value("direction", direction, Direction)
+        self.in_channels = check_value("in_channels", in_channels, Channels)
+        self.out_channels = check_value("out_channels", out_channels, Channels)
         self.transform = transform if transform is not None else PairTransform(train=split == "train")
 
     def __len__(self) -> int:

@@ -8,16 +8,17 @@ pixel-aligned. Evaluation is deterministic: no flip, and random crops become cen
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Annotated, Literal
 
 import torch
+from annotated_types import Ge
 from PIL import Image
 
-from p2p.errors import ConfigError, check_choice
+from p2p.errors import ConfigError, check_fields
 
 Preprocess = Literal["resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none"]
-PREPROCESS: tuple[str, ...] = get_args(Preprocess)
 BICUBIC = Image.Resampling.BICUBIC
+Size = Annotated[int, Ge(1)]  # a side in pixels
 
 
 def round_to(x: float, divisor: int) -> int:
@@ -43,18 +44,15 @@ class PairTransform:
     border of every test image; resizing keeps the full view (facades' 256x256 pairs are then used as is).
     """
 
-    load_size: int = 286
-    crop_size: int = 256
-    preprocess: str = "resize_and_crop"
+    load_size: Size = 286
+    crop_size: Size = 256
+    preprocess: Preprocess = "resize_and_crop"
     flip: bool = True
-    size_divisor: int = 256
+    size_divisor: Size = 256
     train: bool = True
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "preprocess", check_choice("preprocess", self.preprocess, PREPROCESS))
-        for key in ("load_size", "crop_size", "size_divisor"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"{key}: must be >= 1, got {getattr(self, key)}")
+        check_fields(self)
         if self.preprocess in ("resize_and_crop", "scale_width_and_crop") and self.crop_size > self.load_size:
             raise ConfigError(
                 f"crop_size: {self.crop_size} is larger than load_size={self.load_size} (preprocess="

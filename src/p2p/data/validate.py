@@ -23,7 +23,7 @@ from typing import Literal, get_args
 
 from p2p.data.dataset import PairFiles, list_split
 from p2p.data.transforms import PairTransform
-from p2p.errors import DataError, check_choice
+from p2p.errors import DataError, check_value
 from p2p.io import inspect_images
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ def check_splits(
     empty; with ``"skip"`` the problems are logged as a warning. ``lister`` lists a split's pairs and the
     problems found doing so (`list_split`; folders of photos: `p2p.data.photos.list_photos`).
     """
-    on_bad_file = check_choice("data.on_bad_file", on_bad_file, ON_BAD_FILE)
+    on_bad_file = check_value("data.on_bad_file", on_bad_file, OnBadFile)
     root = Path(root).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(f"dataset root {root} does not exist or is not a folder (data.root)")

@@ -23,19 +23,20 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from typing_extensions import override
 
-from p2p.errors import check_choice
+from p2p.errors import check_value
 from p2p.io import atomic_save
 
 log = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+Dtype = Literal["float32", "bfloat16", "float16"]
 
 
 def generator_only(ckpt: dict[str, Any], dtype: torch.dtype = torch.float32) -> dict[str, Any]:
@@ -61,7 +62,7 @@ class GeneratorCheckpoint(ModelCheckpoint):
 
     def __init__(self, *args: Any, dtype: str = "float32", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.dtype = check_choice("dtype", dtype, tuple(DTYPES))
+        self.dtype = check_value("dtype", dtype, Dtype)
         self._pending: list[str] = []  # best files of this step, linked once last.ckpt is written
         self._own_save = False
         self.best_metrics: dict[str, float] = {}  # the newest best's epoch (from 1) and val metrics, this fit

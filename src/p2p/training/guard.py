@@ -15,7 +15,7 @@ from typing import Any, Literal, get_args
 
 import torch
 
-from p2p.errors import ConfigError, NonFiniteLossError, check_choice
+from p2p.errors import ConfigError, NonFiniteLossError, check_value
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +63,12 @@ class NonFiniteGuard:
     def __init__(
         self, on_nonfinite: str = "error", check_finite: str = "auto", max_skipped: float = 0.25
     ) -> None:
-        on_nonfinite = check_choice("on_nonfinite", on_nonfinite, NONFINITE_ACTIONS)
+        on_nonfinite = check_value("on_nonfinite", on_nonfinite, NonfiniteAction)
         if not max_skipped > 0:  # also rejects NaN
             raise ConfigError(
                 f"max_skipped_steps: must be a share in (0, 1) or a count >= 1, got {max_skipped}"
             )
-        check_finite = check_choice("check_finite", check_finite, CHECK_FINITE_MODES)
+        check_finite = check_value("check_finite", check_finite, CheckFinite)
         if on_nonfinite == "skip" and check_finite == "deferred":
             raise ConfigError(
                 "check_finite: model.on_nonfinite=skip decides before every optimiser step, which "

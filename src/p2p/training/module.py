@@ -20,10 +20,10 @@ import torch.nn.functional as F
 from torchmetrics import MeanMetric
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
-from p2p.errors import ConfigError, check_choice
-from p2p.inference import INFERENCE_MODES, grid_rows, inference_mode
+from p2p.errors import ConfigError, check_value
+from p2p.inference import grid_rows, inference_mode
 from p2p.inference.modes import InferenceMode
-from p2p.io.tasks import PHOTO_TASKS, PhotoTaskName, in_hole, views
+from p2p.io.tasks import PhotoTaskName, in_hole, views
 from p2p.models import build_model, model_spec
 from p2p.models.hub import GeneratorHubMixin, generator_config, p2p_version, set_metadata
 from p2p.training.guard import CheckFinite, NonfiniteAction, NonFiniteGuard
@@ -97,10 +97,10 @@ class Pix2Pix(L.LightningModule):
         self.optim = Optim(**optim) if isinstance(optim, dict) else (optim or Optim())
         self.hparams["optim"] = asdict(self.optim)  # plain data in checkpoints (they load with weights_only)
         self.objective = Objective(**(loss or {}))
-        self.val_inference = check_choice("val_inference", val_inference, INFERENCE_MODES)
+        self.val_inference = check_value("val_inference", val_inference, InferenceMode)
         self.num_grid_images = num_grid_images
         self.guard = NonFiniteGuard(on_nonfinite, check_finite, max_skipped_steps)
-        channels_last = check_choice("channels_last", channels_last, (True, False, "auto"))
+        channels_last = check_value("channels_last", channels_last, bool | Literal["auto"])
         self.channels_last_option, self.channels_last = channels_last, False  # resolved in setup()
         self.compile_mode = compile_mode(compile, cuda_graphs)  # checked here: a typo fails before training
         self._compiled = False
@@ -108,7 +108,7 @@ class Pix2Pix(L.LightningModule):
         self.G, self.D = build_networks(generator, discriminator, self.objective, in_channels, out_channels)
         # what G's output means (colorization: ab, shown with the input's L): read back from checkpoints and
         # save_pretrained folders by p2p.load_generator, p2p.Translator and p2p-eval
-        self.photo_task = None if photo_task is None else check_choice("photo_task", photo_task, PHOTO_TASKS)
+        self.photo_task = check_value("photo_task", photo_task, PhotoTaskName | None)
         if self.photo_task is not None and isinstance(self.G, GeneratorHubMixin):
             set_metadata(self.G, photo_task=self.photo_task)
         if self.objective.l1_region == "hole" and self.photo_task != "inpainting":

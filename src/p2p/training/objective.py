@@ -7,23 +7,25 @@ L1+cGAN) is five small configs rather than five code paths.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Annotated, Literal, get_args
 
 import torch
 import torch.nn.functional as F
+from annotated_types import Ge
 
-from p2p.errors import ConfigError, check_choice
+from p2p.errors import ConfigError, check_fields
 
 GanMode = Literal["vanilla", "lsgan"]
 GAN_MODES: tuple[str, ...] = get_args(GanMode)
 L1Region = Literal["image", "hole"]
-L1_REGIONS: tuple[str, ...] = get_args(L1Region)
 
 
 @dataclass
 class Objective:
-    l1_weight: float = 100.0  # lambda in the paper (section 4: lambda = 100)
-    gan_weight: float = 1.0  # 0 turns the adversarial term off (the "L1" row): no discriminator is built
+    l1_weight: Annotated[float, Ge(0)] = 100.0  # lambda in the paper (section 4: lambda = 100)
+    gan_weight: Annotated[float, Ge(0)] = (
+        1.0  # 0 turns the adversarial term off (the "L1" row): no discriminator is built
+    )
     conditional: bool = True  # cGAN: D sees (input, output); False: the unconditional "GAN" variant
     gan_mode: GanMode = "vanilla"  # vanilla: BCE with logits, non-saturating G loss; lsgan: least squares
     # image: L1 over the whole output (the paper); hole: inpainting only, L1 inside the hole alone, like
@@ -31,11 +33,7 @@ class Objective:
     l1_region: L1Region = "image"
 
     def __post_init__(self) -> None:
-        self.gan_mode = check_choice("gan_mode", self.gan_mode, GAN_MODES)
-        self.l1_region = check_choice("l1_region", self.l1_region, L1_REGIONS)
-        for key in ("l1_weight", "gan_weight"):
-            if not getattr(self, key) >= 0:  # also rejects NaN
-                raise ConfigError(f"{key}: must be a number >= 0, got {getattr(self, key)}")
+        check_fields(self)
         if self.l1_weight == 0 and self.gan_weight == 0:
             raise ConfigError(
                 "l1_weight and gan_weight are both 0: nothing would be trained (paper Table 1: l1, gan, "

@@ -6,21 +6,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Annotated
 
 import torch
+from annotated_types import Ge
 
-from p2p.errors import ConfigError
+from p2p.errors import ConfigError, check_fields
 from p2p.training.perf import fused_adam_available
 
 
 @dataclass
 class Optim:
-    lr: float = 2e-4  # the paper's learning rate, for both networks
+    lr: Annotated[float, Ge(0)] = 2e-4  # the paper's learning rate, for both networks
     betas: list[float] = field(
         default_factory=lambda: [0.5, 0.999]
     )  # Adam's momentum terms (paper: 0.5, 0.999)
-    n_epochs: int = 100  # constant learning rate for this many epochs ...
-    n_epochs_decay: int = (
+    n_epochs: Annotated[int, Ge(0)] = 100  # constant learning rate for this many epochs ...
+    n_epochs_decay: Annotated[int, Ge(0)] = (
         100  # ... then linear decay to 0 over this many (the paper's facades run: 100 + 100)
     )
     fused: bool | None = (
@@ -28,14 +30,10 @@ class Optim:
     )
 
     def __post_init__(self) -> None:
+        check_fields(self)
         self.betas = [float(b) for b in self.betas]
-        if not (self.lr >= 0):  # also rejects NaN
-            raise ConfigError(f"lr: must be a number >= 0, got {self.lr}")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ConfigError(f"betas: must be two numbers in [0, 1), e.g. [0.5, 0.999], got {self.betas}")
-        for key in ("n_epochs", "n_epochs_decay"):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"{key}: must be >= 0, got {getattr(self, key)}")
 
     def build(
         self, nets: list[torch.nn.Module], device_type: str
