@@ -610,3 +610,25 @@ def test_build_networks_defaults_to_the_papers_pair_and_feeds_d_what_the_loss_sh
         assert isinstance(D, PatchDiscriminator) and len(convs) == 5  # n_layers=3: the 70x70 PatchGAN
         assert convs[0].in_channels == d_in
 
+
+@pytest.mark.parametrize(
+    ("norm", "world_size", "sync", "warns"),
+    [
+        ("batch", 2, False, True),
+        ("batch", 1, False, False),
+        ("instance", 2, False, False),
+        ("batch", 2, True, False),
+    ],
+)
+def test_unsynced_batchnorm_under_several_processes_is_said_once_the_run_is_set_up(
+    norm: str, world_size: int, sync: bool, warns: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Said where the run's real world size is known (any devices=, num_nodes=), after Lightning has put
+    SyncBatchNorm in place when trainer.sync_batchnorm asks for it."""
+    model = Pix2Pix({**SMALL_G, "norm": norm}, {**SMALL_D, "norm": norm})
+    if sync:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model._trainer = type("T", (), {"world_size": world_size, "is_global_zero": True})()  # type: ignore[assignment]
+    with caplog.at_level("WARNING", logger="p2p.training.module"):
+        model.on_fit_start()
+    assert ("BatchNorm under DDP without trainer.sync_batchnorm=true" in caplog.text) is warns

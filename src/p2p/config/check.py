@@ -14,14 +14,12 @@ valid keys and a "did you mean" to Hydra's refusal of an override.
 from __future__ import annotations
 
 import dataclasses
-import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 from hydra.utils import get_class
-from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
@@ -30,8 +28,6 @@ from p2p.errors import CheckpointError, ConfigError, did_you_mean
 from p2p.models import build_model, list_models, model_spec, valid_overrides
 from p2p.training import NonFiniteGuard, Objective, Optim, build_networks
 from p2p.weights import read_weights
-
-log = logging.getLogger(__name__)
 
 PIX2PIX = "p2p.training.Pix2Pix"
 CKPT_KEYWORDS = (
@@ -159,13 +155,6 @@ def _run(cfg: DictConfig, nets: list[torch.nn.Module]) -> Iterator[str]:
     if trainer.sync_batchnorm and on_cpu:
         yield ("trainer.sync_batchnorm: SyncBatchNorm needs CUDA GPUs; on CPU use trainer.sync_batchnorm=false, and "
                "model.generator.norm=instance model.discriminator.norm=instance for DDP results that match one process")  # fmt: skip
-    batchnorm = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for n in nets for m in n.modules())
-    multi = (isinstance(trainer.devices, int) and trainer.devices not in (0, 1)) or str(
-        trainer.strategy
-    ).startswith("ddp")
-    if multi and batchnorm and not trainer.sync_batchnorm and rank_zero_only.rank == 0:  # type: ignore[attr-defined]
-        log.warning("BatchNorm under DDP without trainer.sync_batchnorm=true normalises each process's batch separately: "
-                    "the result differs from one process with the same global batch (docs/reliability.md)")  # fmt: skip
 
 
 def _resume(cfg: DictConfig, path: Path, nets: list[torch.nn.Module]) -> Iterator[str]:

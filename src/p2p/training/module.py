@@ -149,6 +149,14 @@ class Pix2Pix(L.LightningModule):
         if self.channels_last:  # exporters and safetensors expect NCHW weights
             to_contiguous(self.G, self.D)
 
+    def on_fit_start(self) -> None:
+        # after the strategy's setup, so SyncBatchNorm (not a BatchNorm2d) is in place if it was asked for
+        unsynced = any(isinstance(m, torch.nn.BatchNorm2d) for m in self.modules())
+        if unsynced and self.trainer.world_size > 1 and self.trainer.is_global_zero:
+            log.warning("BatchNorm under DDP without trainer.sync_batchnorm=true normalises each process's batch "
+                        "separately: the result differs from one process with the same global batch "
+                        "(docs/reliability.md)")  # fmt: skip
+
     def on_train_start(self) -> None:
         # a resumed optimiser state stored in another layout than the parameters (see the function)
         opts = self.optimizers(use_pl_optimizer=False)
