@@ -14,6 +14,7 @@ from PIL import Image
 import p2p
 from cli_helpers import exit_code
 from p2p.cli.translate import main as translate_main
+from p2p.config.build import build_module
 from p2p.data import PhotoDataModule, PhotoDataset, PhotoTask
 from p2p.data.cache import CachedPairs
 from p2p.data.edges import EdgeSettings, canny, edge_map, gaussian_blur
@@ -383,12 +384,22 @@ def test_config_checks_the_task(compose_train, photos: Path, tmp_path: Path) -> 
             ["data=facades", f"data.root={photos}", "loss.l1_region=hole"],
             "l1_region: hole needs data=inpainting",
         ),
-        (
-            ["data=edges", "model.photo_task=inpainting"],
-            "model.photo_task: inpainting but data.task is edges",
-        ),
     ]
     for overrides, message in bad:
         cfg = compose_train([f"data.root={photos}", *overrides, "debug=smoke"], tmp_path)
         with pytest.raises(ConfigError, match=message):
             check_config(cfg)
+
+
+@pytest.mark.parametrize(("data", "task", "channels"), [("colorization", "colorization", (1, 2)), ("inpainting", "inpainting", (4, 3)), ("facades", None, (3, 3))])  # fmt: skip
+def test_the_module_takes_the_datas_channels_and_photo_task(
+    compose_train, photos: Path, tmp_path: Path, data: str, task: str | None, channels: tuple[int, int]
+) -> None:
+    """p2p.config.build passes them: no model key repeats them, so none can disagree with the data."""
+    cfg = compose_train([f"data={data}", f"data.root={photos}", "debug=smoke"], tmp_path)
+    model = build_module(cfg)
+    assert (model.hparams["in_channels"], model.hparams["out_channels"], model.photo_task) == (
+        *channels,
+        task,
+    )
+    assert model.G(torch.zeros(1, channels[0], 128, 128)).shape[1] == channels[1]

@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 import lightning as L
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from p2p.training import AtomicCheckpointIO, resolve_precision
+from p2p.training import AtomicCheckpointIO, Pix2Pix, resolve_precision
 
 
 def plain(node: Any) -> Any:
@@ -34,7 +34,12 @@ def build_datamodule(cfg: DictConfig) -> Any:  # a p2p.data data module
 
 
 def build_module(cfg: DictConfig) -> L.LightningModule:
-    return instantiate(plain(cfg.model), loss=plain(cfg.loss), _convert_="all")
+    """The LightningModule of ``model``, given ``loss``. `Pix2Pix` (or a subclass) also gets the data's
+    channels and photo task: its networks take what the data gives, by construction, not by a check."""
+    model, data = plain(cfg.model), plain(cfg.data)
+    if issubclass(get_class(model["_target_"]), Pix2Pix):
+        model |= {"in_channels": data["in_channels"], "out_channels": data["out_channels"], "photo_task": data.get("task")}  # fmt: skip
+    return instantiate(model, loss=plain(cfg.loss), _convert_="all")
 
 
 def build_trainer(cfg: DictConfig, **extra: Any) -> L.Trainer:

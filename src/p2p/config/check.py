@@ -6,7 +6,7 @@ that reached the config anyway (``+data.crop_siz=1``); ``_target_`` paths of ear
 classes check themselves (ranges, ``crop_size <= load_size``, ``data.root``), by building them (nothing is
 read); the networks (each ``model.generator.*`` / ``model.discriminator.*`` key is an argument of the builder
 it names, and G and D run once, 1 channel wide, on a training-sized batch: every shape the real networks
-will meet); the photo task (``model.photo_task`` is the data's, ``loss.l1_region=hole`` needs inpainting);
+will meet); the photo task (``loss.l1_region=hole`` needs inpainting);
 the run (a checkpoint to resume from, SyncBatchNorm needs CUDA). `explain` adds the
 valid keys and a "did you mean" to Hydra's refusal of an override.
 """
@@ -80,13 +80,9 @@ def _settings(cfg: DictConfig) -> Iterator[str]:
 
 
 def _task(cfg: DictConfig) -> Iterator[str]:
-    """The photo task G is recorded with (p2p.io.tasks) is the data's, and only inpainting has a hole for
-    ``loss.l1_region=hole`` (Pix2Pix checks it too, but here it is named before anything runs)."""
-    model, data = (getattr(v, "value", v) for v in (cfg.model.get("photo_task"), cfg.data.get("task")))
-    if model != data:
-        yield f"model.photo_task: {model} but data.task is {data}: model.photo_task=${{data.task}}"
-    region = cfg.loss.get("l1_region")
-    if getattr(region, "value", region) == "hole" and data != "inpainting":
+    """Only inpainting has a hole for ``loss.l1_region=hole`` (Pix2Pix checks it too, but here it is named
+    before anything runs)."""
+    if plain(cfg.loss).get("l1_region") == "hole" and plain(cfg.data).get("task") != "inpainting":
         yield "loss.l1_region: hole needs data=inpainting (the hole is the input's mask)"
 
 
@@ -107,11 +103,6 @@ def _shapes(cfg: DictConfig) -> list[torch.nn.Module]:
     """G and D, 1 channel wide, run once on a training-sized batch; a `ConfigError` names the key at fault."""
     data, model, g_name = cfg.data, cfg.model, cfg.model.generator.name
     key, side = ("data.crop_size", data.crop_size) if str(data.preprocess).endswith("crop") else ("data.size_divisor", data.size_divisor)  # fmt: skip
-    for k in ("in_channels", "out_channels"):
-        if model.get(k) is not None and model[k] != data[k]:
-            raise ConfigError(
-                f"model.{k}: {model[k]} but data.{k} is {data[k]}: the networks must take what the data gives"
-            )
     batch, cin, cout = data.batch_size, data.in_channels, data.out_channels
     G = _network(cfg, "generator", "ngf", in_channels=cin, out_channels=cout)
     if (levels := getattr(G, "num_downs", 0)) and side % 2**levels:

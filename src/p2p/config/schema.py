@@ -64,8 +64,8 @@ def field_type(annotation: Any) -> Any:
 
 @functools.cache
 def _enum(choices: tuple[str, ...]) -> type[enum.Enum]:
-    """One enum per set of choices: a value interpolated from one schema into another (model.photo_task:
-    ${data.task}) is then a member of the same enum on both sides."""
+    """One enum per set of choices: a value interpolated from one schema into another is then a member of
+    the same enum on both sides."""
     return enum.Enum("_".join(choices), {a: a for a in choices})  # type: ignore[return-value]
 
 
@@ -139,8 +139,11 @@ def register_schemas(store: ConfigStore | None = None) -> None:
     OmegaConf.set_struct(anything, False)
     cs.store(group="schema/data", name="checkpoint", node=anything)
     cs.store(group="schema", name="loss", node=schema("Loss", Objective))
-    # loss is its own group (passed to Pix2Pix by p2p.config.build); the rest of Pix2Pix's arguments are model.*
-    model = schema("Model", Pix2Pix, "p2p.training.Pix2Pix", skip=("loss",))
+    # loss is its own group, and the channels and photo task are the data's (all passed to Pix2Pix by
+    # p2p.config.build, so the networks take what the data gives); the rest of Pix2Pix's arguments are model.*
+    model = schema(
+        "Model", Pix2Pix, "p2p.training.Pix2Pix", skip=("loss", "in_channels", "out_channels", "photo_task")
+    )
     cs.store(group="schema", name="model", node=_open(model, "generator", "discriminator"))
     # Lightning's own defaults; precision also takes p2p's "auto" (p2p.training.perf.resolve_precision)
     cs.store(group="schema", name="trainer", node=schema("Trainer", L.Trainer, "lightning.pytorch.Trainer"))

@@ -149,7 +149,7 @@ class PlainLoop:
 
     def __init__(self, cfg: DictConfig, device: torch.device) -> None:
         model = plain(cfg.model)
-        cin, cout = int(model["in_channels"]), int(model["out_channels"])
+        cin, cout = int(cfg.data.in_channels), int(cfg.data.out_channels)
         self.obj = Objective(**plain(cfg.loss))
         self.device = device
         G, D = build_networks(model["generator"], model.get("discriminator"), self.obj, cin, cout)
