@@ -13,9 +13,14 @@ from typing import Annotated, Any, Literal
 import pytest
 from annotated_types import Ge, Gt, Interval, Lt
 
+from p2p import create_model
 from p2p.data import PairTransform, PhotoDataModule, PhotoTask, SyntheticDataModule, SyntheticPairs
 from p2p.errors import ConfigError, check_value
+from p2p.inference import Translator, inference_mode
+from p2p.inference.export import export_generator
+from p2p.models import register_model
 from p2p.training import Objective, Optim
+from p2p.weights import read_weights
 
 
 @pytest.mark.parametrize(
@@ -139,3 +144,23 @@ def test_choices_are_checked_in_every_class_that_takes_them() -> None:
     ):
         PhotoTask("inpainting", "centre")
     assert math.isclose(Objective(l1_weight=0.0, gan_weight=0.5).gan_weight, 0.5)
+
+
+def test_the_python_apis_name_a_bad_choice_the_same_way(tmp_path: Path) -> None:
+    """Every function that takes one of a few names says which, and the closest (one check, `check_value`)."""
+    G = create_model("unet_256", num_downs=5, ngf=4)
+    calls = {
+        "inference": lambda: Translator(G, inference="paperr"),
+        "blend": lambda: Translator(G, blend="cosin"),
+        "network": lambda: read_weights(tmp_path / "x.ckpt", network="E"),
+        "kind": lambda: register_model(lambda: G, name="x", kind="generater"),
+        "format": lambda: export_generator(G, tmp_path / "g.onnx", fmt="onx"),
+    }
+    for key, call in calls.items():
+        with pytest.raises(ConfigError, match=rf"^{key}: '\w+' is not one of "):
+            call()
+    with (
+        pytest.raises(ConfigError, match=r"^inference: 'test' is not one of paper, eval$"),
+        inference_mode(G, "test"),
+    ):
+        pass

@@ -14,17 +14,18 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 import torch.nn as nn
 
-from p2p.errors import UsageError
+from p2p.errors import UsageError, check_value
 from p2p.inference.translator import generator_channels, size_divisor
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("onnx", "torchscript")
+Format = Literal["onnx", "torchscript"]
+FORMATS: tuple[str, ...] = get_args(Format)
 
 
 def _onnx_export(model: nn.Module, x: torch.Tensor, path: Path, dynamic_size: bool, opset: int) -> str:
@@ -94,8 +95,7 @@ def export_generator(
     Returns ``{"format", "exporter", "path", "checks": [(batch, h, w, max_abs_diff)], "max_abs_diff"}``.
     ``size`` defaults to the network's divisor (2**num_downs for a U-Net), at least 64.
     """
-    if fmt not in FORMATS:
-        raise UsageError(f"format must be one of {FORMATS}, got {fmt!r}")
+    check_value("format", fmt, Format)
     if opset < 17:
         raise UsageError(f"opset must be >= 17, got {opset}")
     model = model.cpu().eval()

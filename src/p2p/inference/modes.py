@@ -16,6 +16,8 @@ from typing import Literal, get_args
 
 import torch.nn as nn
 
+from p2p.errors import check_value
+
 InferenceMode = Literal["paper", "eval"]
 INFERENCE_MODES: tuple[str, ...] = get_args(InferenceMode)
 
@@ -27,8 +29,7 @@ def inference_mode(model: nn.Module, mode: str = "eval") -> Iterator[nn.Module]:
     In ``paper`` mode BatchNorm layers run in training mode with ``track_running_stats`` off, so they
     normalise with batch statistics *without* updating the stored running averages.
     """
-    if mode not in INFERENCE_MODES:
-        raise ValueError(f"inference mode must be one of {INFERENCE_MODES}, got {mode!r}")
+    check_value("inference", mode, InferenceMode)
     saved = [(m, m.training, getattr(m, "track_running_stats", None)) for m in model.modules()]
     try:
         model.eval()

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
@@ -30,7 +30,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
 
-from p2p.inference.modes import INFERENCE_MODES
+from p2p.errors import check_value
+from p2p.inference.modes import InferenceMode
 from p2p.inference.modes import inference_mode as set_inference_mode
 from p2p.io import convert_channels
 from p2p.io.tasks import network_input, output_rgb
@@ -40,7 +41,8 @@ from p2p.weights import load_generator
 
 log = logging.getLogger(__name__)
 
-BLENDS = ("linear", "cosine")
+Blend = Literal["linear", "cosine"]
+BLENDS: tuple[str, ...] = get_args(Blend)
 IMAGE_TASKS = ("colorization", "inpainting")  # photo tasks whose generators take and give other channels
 MODE_NOTES = {"paper": "dropout on, per-image batch statistics", "eval": "running statistics, no dropout"}
 
@@ -143,11 +145,10 @@ class Translator:
             self.model = load_generator(source, arch=arch, allow_pickle=allow_pickle, device=self.device)
         # what is known about the model: a zoo entry says paper mode, a checkpoint the mode it validated with
         self.config = generator_config(self.model) if isinstance(self.model, GeneratorHubMixin) else {}
-        self.inference = inference or self.config.get("inference") or "eval"
-        if self.inference not in INFERENCE_MODES:
-            raise ValueError(f"inference must be one of {INFERENCE_MODES}, got {self.inference!r}")
-        if blend not in BLENDS:
-            raise ValueError(f"blend must be one of {BLENDS}, got {blend!r}")
+        self.inference = check_value(
+            "inference", inference or self.config.get("inference") or "eval", InferenceMode
+        )
+        check_value("blend", blend, Blend)
         self.divisor = size_divisor(self.model)
         self.in_channels, self.out_channels = generator_channels(self.model)
         self.photo_task: str | None = self.config.get("photo_task")

@@ -12,16 +12,17 @@ import fnmatch
 import inspect
 import typing
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 import torch.nn as nn
 
-from p2p.errors import did_you_mean
+from p2p.errors import check_value, did_you_mean
 from p2p.models import zoo
 
 Builder = Callable[..., nn.Module]
 B = TypeVar("B", bound=Builder)
-KINDS = ("generator", "discriminator")
+Kind = Literal["generator", "discriminator"]
+KINDS: tuple[str, ...] = get_args(Kind)
 
 _REGISTRY: dict[str, Builder] = {}
 _KIND: dict[str, str] = {}
@@ -29,8 +30,7 @@ _KIND: dict[str, str] = {}
 
 def register_model(fn: B | None = None, *, name: str | None = None, kind: str = "generator") -> Any:
     """Register a builder under ``name`` (default: the function's name). Duplicate names are errors."""
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    check_value("kind", kind, Kind)
 
     def wrap(f: B) -> B:
         key = name or f.__name__

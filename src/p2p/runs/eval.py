@@ -31,7 +31,7 @@ import logging
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from hydra.core.hydra_config import HydraConfig
@@ -46,8 +46,16 @@ from p2p.config import config_dir
 from p2p.config.build import build_datamodule, plain
 from p2p.config.schema import DATA_SCHEMAS
 from p2p.data.dataset import IMG_EXTENSIONS, list_images
-from p2p.errors import CheckpointNotFoundError, ConfigError, DataError, InputNotFoundError, did_you_mean
-from p2p.inference import INFERENCE_MODES, grid_rows, inference_mode
+from p2p.errors import (
+    CheckpointNotFoundError,
+    ConfigError,
+    DataError,
+    InputNotFoundError,
+    check_value,
+    did_you_mean,
+)
+from p2p.inference import grid_rows, inference_mode
+from p2p.inference.modes import InferenceMode
 from p2p.io import atomic_save, atomic_write_text, cache_root, convert_channels, open_image, to_tensor
 from p2p.io.tasks import in_hole, output_rgb, views
 from p2p.metrics import METRICS, Scores, finite_or_none
@@ -59,7 +67,7 @@ from p2p.training import Pix2Pix, is_generator_only
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("test", "val")
+Split = Literal["test", "val"]
 
 
 def eval_settings(cfg: DictConfig) -> DictConfig:
@@ -177,9 +185,7 @@ def evaluate_model(
     checkpoint = str(checkpoint) if checkpoint else None
     t0 = time.time()
     cfg, split, wanted, device = _checked(cfg)
-    mode = cfg.inference
-    if mode not in INFERENCE_MODES:
-        raise ValueError(f"inference must be one of {INFERENCE_MODES}, got {mode!r}")
+    mode = check_value("inference", cfg.inference, InferenceMode)
 
     dm = build_datamodule(cfg)
     for key in ("in_channels", "out_channels"):
@@ -290,8 +296,7 @@ def _checked(cfg: DictConfig) -> tuple[DictConfig, str, list[str], torch.device]
     """conf/eval.yaml's settings, checked: (cfg, split, metrics, device)."""
     cfg = eval_settings(cfg)
     split, wanted = cfg.split, list(cfg.metrics)
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    check_value("split", split, Split)
     if unknown := sorted(set(wanted) - set(METRICS)):
         raise ValueError(f"metrics: unknown {unknown}; choose from {list(METRICS)}")
     auto = "cuda" if torch.cuda.is_available() else "cpu"

@@ -23,20 +23,20 @@ import struct
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 import torch
 import torch.nn as nn
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from p2p.errors import CheckpointError, CheckpointNotFoundError
+from p2p.errors import CheckpointError, CheckpointNotFoundError, check_value
 from p2p.models import model_spec
 from p2p.models.hub import CONFIG_NAME, WEIGHTS_NAME
 
 log = logging.getLogger(__name__)
 
-NETWORKS = ("G", "D")
+Network = Literal["G", "D"]
 # key prefixes of each network in files that hold several: p2p-train's checkpoints, bundles (netG./netD.)
 _PREFIXES = {"G": ("G.", "netG."), "D": ("D.", "netD.")}
 
@@ -54,8 +54,7 @@ class Weights:
 def read_weights(path: str | Path, network: str = "G", allow_pickle: bool = False) -> Weights:
     """The weights of ``network`` (``G`` or ``D``) in ``path``; `CheckpointError` names the file and what
     is wrong with it."""
-    if network not in NETWORKS:
-        raise ValueError(f"network must be one of {NETWORKS}, got {network!r}")
+    check_value("network", network, Network)
     path = Path(path).expanduser()
     if path.is_dir():
         return _read_folder(path, network)
