@@ -36,7 +36,7 @@ from p2p.data.edges import EdgeSettings
 from p2p.data.photos import PhotoDataset, PhotoTask, list_photos
 from p2p.data.sampler import EpochSampler, ResumableLoader, SeededItems
 from p2p.data.synthetic import Count, ImageSize, NumClasses, SyntheticPairs
-from p2p.data.transforms import PairTransform, Preprocess
+from p2p.data.transforms import PairTransform, Preprocess, Size
 from p2p.data.validate import OnBadFile, check_splits
 from p2p.errors import ConfigError, check_fields
 from p2p.io.tasks import MaskScheme, PhotoTaskName, check_channels
@@ -53,17 +53,16 @@ class PairsDataModule(L.LightningDataModule):
     direction: Direction = "AtoB"  # AtoB | BtoA: which side is the input ('input' is what G sees)
     in_channels: int = 3  # images are converted to this many channels (1 = grayscale, 3 = RGB); photo
     out_channels: int = 3  # tasks: the task's (p2p.io.tasks.TASK_CHANNELS, e.g. colorization 1 -> 2)
-    load_size: int = 286  # resize_and_crop: resize to load_size x load_size ... (paper: 286)
-    crop_size: int = 256  # ... then random crop crop_size (val/test: resized straight to crop_size)
+    load_size: Size = 286  # resize_and_crop: resize to load_size x load_size ... (paper: 286)
+    crop_size: Size = 256  # ... then random crop crop_size (val/test: resized straight to crop_size)
     preprocess: Preprocess = "resize_and_crop"  # p2p.data.transforms.PairTransform
     flip: bool = True  # random horizontal flip (same for input and target), train only
-    size_divisor: int = 256  # scale_width/none: sides rounded to a multiple of this (U-Net-256 needs 256)
+    size_divisor: Size = 256  # scale_width/none: sides rounded to a multiple of this (U-Net-256 needs 256)
     batch_size: Annotated[int, Ge(1)] = 1  # paper: 1
     num_workers: Annotated[int, Ge(0)] = 2
     pin_memory: bool = True
-    max_val_samples: Annotated[int | None, Ge(1)] = (
-        None  # cap the validation set (evenly spaced) for faster validation
-    )
+    # cap the validation set (evenly spaced over it) for faster validation; None: all of it
+    max_val_samples: Annotated[int | None, Ge(1)] = None
     seed: int = 0  # shuffling and crop/flip randomness of the train loader (p2p.data.sampler)
     # speed (p2p.data.cache): decoded images in RAM, crop/flip on the accelerator, workers kept alive
     cache: CacheMode = "auto"  # auto (if ~cache_max_mb fits, one copy per worker) | ram | none
@@ -331,9 +330,7 @@ class PhotoDataModule(PairsDataModule):
     root: str | None = None  # the folder of photos (required)
     val_split: str | None = None  # None: "val" if there is one, else test_split
     test_split: str = "auto"  # auto: "test" if ROOT/test/ exists, else "val"
-    val_fraction: Annotated[float, Gt(0), Lt(1)] = (
-        0.1  # one folder of photos: the share of them (by a hash of the name) in val
-    )
+    val_fraction: Annotated[float, Gt(0), Lt(1)] = 0.1  # one folder: the share (by a hash of names) in val
     on_bad_file: OnBadFile = "error"  # error: stop, listing every bad file; skip: warn and train on the rest
     mask: MaskScheme = "center"  # inpainting's hole: center (Context Encoders) | random (p2p.io.tasks)
     edge_sigma: float = EdgeSettings.sigma  # edges (Canny, p2p.data.edges): smoothing in pixels,
