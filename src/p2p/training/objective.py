@@ -23,9 +23,8 @@ L1Region = Literal["image", "hole"]
 @dataclass
 class Objective:
     l1_weight: Annotated[float, Ge(0)] = 100.0  # lambda in the paper (section 4: lambda = 100)
-    gan_weight: Annotated[float, Ge(0)] = (
-        1.0  # 0 turns the adversarial term off (the "L1" row): no discriminator is built
-    )
+    # 0 turns the adversarial term off (the "L1" row of Table 1): no discriminator is built
+    gan_weight: Annotated[float, Ge(0)] = 1.0
     conditional: bool = True  # cGAN: D sees (input, output); False: the unconditional "GAN" variant
     gan_mode: GanMode = "vanilla"  # vanilla: BCE with logits, non-saturating G loss; lsgan: least squares
     # image: L1 over the whole output (the paper); hole: inpainting only, L1 inside the hole alone, like
