@@ -162,9 +162,7 @@ def _resume(cfg: DictConfig, path: Path, nets: list[torch.nn.Module]) -> Iterato
         yield (f"ckpt_path: {path} holds a generator's weights, not a run to resume (no optimiser states); resume "
                "from the run's checkpoints/last.ckpt, or evaluate this file with p2p-eval ckpt_path=...")  # fmt: skip
         return
-    if (
-        not nets
-    ):  # the config's networks could not be built (problems said elsewhere): nothing to compare with
+    if not nets:  # the config's networks could not be built (problems said elsewhere): nothing to compare
         return
     has_d, loss = any(k.startswith("D.") for k in ckpt["state_dict"]), Objective(**plain(cfg.loss))
     if has_d != loss.uses_gan:

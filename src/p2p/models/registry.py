@@ -12,7 +12,7 @@ import fnmatch
 import inspect
 import typing
 from collections.abc import Callable, Mapping
-from typing import Any, Literal, TypeVar, get_args
+from typing import Any, Literal, TypeVar
 
 import torch.nn as nn
 
@@ -22,7 +22,6 @@ from p2p.models import zoo
 Builder = Callable[..., nn.Module]
 B = TypeVar("B", bound=Builder)
 Kind = Literal["generator", "discriminator"]
-KINDS: tuple[str, ...] = get_args(Kind)
 
 _REGISTRY: dict[str, Builder] = {}
 _KIND: dict[str, str] = {}
